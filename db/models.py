@@ -1,0 +1,276 @@
+"""The data model: pipelines and their steps, runs, candidates, votes, jobs, scheduler state.
+
+A step inside a run is addressed by `(run_id, step)` where `step` is the 1-based position in the
+pipeline; candidates, jobs and votes carry that pair and reference `pipeline_run_steps` with a
+composite foreign key, so a row can never point at a step its run does not have.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from db.base import Base, utcnow
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """Enum stored as its value with a CHECK constraint, portable across SQLite and PostgreSQL."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class RunStatus(enum.StrEnum):
+    running = "running"
+    completed = "completed"
+
+
+class SelectionOrder(enum.StrEnum):
+    breadth_first = "breadth_first"
+    finish_first = "finish_first"
+
+
+class CandidateStatus(enum.StrEnum):
+    active = "active"
+    rejected = "rejected"
+
+
+class JobMode(enum.StrEnum):
+    base_generation = "base_generation"
+    child_generation = "child_generation"
+
+
+class JobStatus(enum.StrEnum):
+    pending = "pending"
+    submitted = "submitted"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+IN_FLIGHT = (JobStatus.pending, JobStatus.submitted, JobStatus.running)
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    steps: Mapped[list[PipelineStep]] = relationship(
+        back_populates="pipeline", lazy="raise", order_by="PipelineStep.position"
+    )
+
+
+class PipelineStep(Base):
+    __tablename__ = "pipeline_steps"
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "position"),
+        CheckConstraint("position >= 1", name="position_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(100))
+    slug: Mapped[str] = mapped_column(String(100))
+    workflow: Mapped[dict[str, Any]]
+    # Run variables the workflow needs (placeholders other than the ones the system fills).
+    variables: Mapped[list[str]]
+
+    pipeline: Mapped[Pipeline] = relationship(back_populates="steps", lazy="raise")
+
+
+class PipelineRun(Base):
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (
+        CheckConstraint("max_children >= 1", name="max_children_positive"),
+        CheckConstraint("target_leaves >= 1", name="target_leaves_positive"),
+        CheckConstraint("budget >= 1", name="budget_positive"),
+        CheckConstraint("top_k >= 1", name="top_k_positive"),
+        CheckConstraint("base_quota >= 0", name="base_quota_not_negative"),
+        Index("ix_pipeline_runs_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[RunStatus] = mapped_column(
+        _enum(RunStatus, "run_status"), default=RunStatus.running
+    )
+    variables: Mapped[dict[str, Any]]
+    max_children: Mapped[int]  # N
+    target_leaves: Mapped[int]  # T, used only with gates off
+    order: Mapped[SelectionOrder] = mapped_column(_enum(SelectionOrder, "selection_order"))
+    gates: Mapped[bool]
+    budget: Mapped[int]
+    top_k: Mapped[int]  # the k suggested when a step of this run is approved
+    # How many step-1 candidates the run may have; starts at N, deficit mode raises it by N.
+    base_quota: Mapped[int]
+    folder: Mapped[str] = mapped_column(String(200), default="")
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    held_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+    pipeline: Mapped[Pipeline] = relationship(lazy="raise")
+    steps: Mapped[list[PipelineRunStep]] = relationship(
+        back_populates="run", lazy="raise", order_by="PipelineRunStep.step"
+    )
+
+
+class PipelineRunStep(Base):
+    __tablename__ = "pipeline_run_steps"
+    __table_args__ = (CheckConstraint("top_k IS NULL OR top_k >= 1", name="top_k_positive"),)
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("pipeline_steps.id"))
+    approved: Mapped[bool] = mapped_column(default=False)
+    approved_at: Mapped[datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    top_k: Mapped[int | None]
+
+    run: Mapped[PipelineRun] = relationship(back_populates="steps", lazy="raise")
+    pipeline_step: Mapped[PipelineStep] = relationship(lazy="raise")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "step"], ["pipeline_run_steps.run_id", "pipeline_run_steps.step"]
+        ),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_jobs_run_id_status", "run_id", "status"),
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_parent_id", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    step: Mapped[int]
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("image_candidates.id", use_alter=True, name="fk_jobs_parent_id")
+    )
+    mode: Mapped[JobMode] = mapped_column(_enum(JobMode, "job_mode"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    seed: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any] | None]
+    prompt_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[JobStatus] = mapped_column(
+        _enum(JobStatus, "job_status"), default=JobStatus.pending
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class ImageCandidate(Base):
+    __tablename__ = "image_candidates"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "step"], ["pipeline_run_steps.run_id", "pipeline_run_steps.step"]
+        ),
+        UniqueConstraint("job_id", "output_index"),
+        CheckConstraint("child_slots >= 0", name="child_slots_not_negative"),
+        CheckConstraint("votes >= 0", name="votes_not_negative"),
+        # Selection: the parents of one run that are active with room for children.
+        Index(
+            "ix_image_candidates_selection",
+            "run_id",
+            "status",
+            "step",
+            "child_slots",
+            "advancing",
+        ),
+        Index("ix_image_candidates_run_step_elo", "run_id", "step", "elo"),
+        Index("ix_image_candidates_parent_id", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    step: Mapped[int]
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("image_candidates.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    output_index: Mapped[int] = mapped_column(default=0)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    image_path: Mapped[str] = mapped_column(Text)
+    elo: Mapped[float] = mapped_column(default=1000.0, server_default=text("1000.0"))
+    votes: Mapped[int] = mapped_column(default=0)
+    status: Mapped[CandidateStatus] = mapped_column(
+        _enum(CandidateStatus, "candidate_status"), default=CandidateStatus.active
+    )
+    # True: may be a parent; False: filtered by an approval; None: its step is not approved yet.
+    advancing: Mapped[bool | None]
+    # Children that exist plus child jobs in flight; kept by orchestration.jobs in the same
+    # transaction as the rows it counts, so selection needs no per-candidate count.
+    child_slots: Mapped[int] = mapped_column(default=0)
+    rejected_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    parent: Mapped[ImageCandidate | None] = relationship(remote_side=[id], lazy="raise")
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "step"], ["pipeline_run_steps.run_id", "pipeline_run_steps.step"]
+        ),
+        UniqueConstraint("voter", "low_id", "high_id"),
+        CheckConstraint("low_id < high_id", name="pair_ordered"),
+        CheckConstraint("winner_id = low_id OR winner_id = high_id", name="winner_in_pair"),
+        Index("ix_votes_run_id_step", "run_id", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    step: Mapped[int]
+    low_id: Mapped[int] = mapped_column(ForeignKey("image_candidates.id"))
+    high_id: Mapped[int] = mapped_column(ForeignKey("image_candidates.id"))
+    winner_id: Mapped[int] = mapped_column(ForeignKey("image_candidates.id"))
+    voter: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SchedulerState(Base):
+    """One row: where the round-robin over runs stands, so a restart keeps its place."""
+
+    __tablename__ = "scheduler_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    last_run_id: Mapped[int | None]

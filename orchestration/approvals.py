@@ -1,0 +1,132 @@
+"""Approval gates (DESIGN §1.3): a person lets the global top-k of a step grow further."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.base import utcnow
+from db.models import IN_FLIGHT, CandidateStatus, ImageCandidate, Job, PipelineRunStep
+from orchestration.errors import Conflict, InvalidInput, NotFound
+from orchestration.ratings import RANKING
+from orchestration.runs import get_running_run
+from orchestration.selection import (
+    RunPlan,
+    eligible_params,
+    eligible_parent_filter,
+    run_counts,
+    run_plan,
+)
+
+
+@dataclass(frozen=True)
+class RankedCandidate:
+    id: int
+    elo: float
+    votes: int
+    parent_id: int | None
+    image_path: str
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    run_id: int
+    step: int
+    k: int
+    advancing: list[RankedCandidate]
+    not_advancing: int
+
+
+async def ranked_candidates(
+    session: AsyncSession, run_id: int, step: int, limit: int | None = None
+) -> list[RankedCandidate]:
+    """Active candidates of one step, best first, by the one ranking rule (ratings.RANKING)."""
+    c = ImageCandidate
+    stmt = (
+        select(c.id, c.elo, c.votes, c.parent_id, c.image_path)
+        .where(c.run_id == run_id, c.step == step, c.status == CandidateStatus.active)
+        .order_by(*RANKING)
+        .limit(limit)
+    )
+    return [RankedCandidate(*tuple(row)) for row in await session.execute(stmt)]
+
+
+async def _run_step(session: AsyncSession, run_id: int, step: int, steps: int) -> PipelineRunStep:
+    run_step = await session.get(PipelineRunStep, (run_id, step), with_for_update=True)
+    if run_step is None:
+        raise NotFound(f"Run #{run_id} has steps 1–{steps}; there is no step {step}.")
+    return run_step
+
+
+async def approve_step(
+    session: AsyncSession, run_id: int, step: int, k: int, by: str
+) -> ApprovalResult:
+    """One-way: the top-k active candidates of `step` advance, every other one does not."""
+    run = await get_running_run(session, run_id)
+    plan = await run_plan(session, run.id)
+    assert plan is not None
+    if k < 1:
+        raise InvalidInput(f"k must be at least 1 (it is how many candidates advance), got {k}.")
+    run_step = await _run_step(session, run.id, step, plan.steps)
+    if step == plan.steps:
+        raise InvalidInput(
+            f"Step {step} is the final step of run #{run.id}: nothing grows from it, "
+            "so it has no approval."
+        )
+    if run_step.approved:
+        when = f" on {run_step.approved_at:%Y-%m-%d %H:%M} UTC" if run_step.approved_at else ""
+        who = f" by {run_step.approved_by}" if run_step.approved_by else ""
+        raise Conflict(f"Step {step} of run #{run.id} is already approved{when}{who}.")
+    top = await ranked_candidates(session, run.id, step, limit=k)
+    if not top:
+        raise Conflict(f"Step {step} of run #{run.id} has no active candidates to approve yet.")
+
+    c = ImageCandidate
+    await session.execute(
+        update(c).where(c.run_id == run.id, c.step == step).values(advancing=False)
+    )
+    await session.execute(update(c).where(c.id.in_([t.id for t in top])).values(advancing=True))
+    total = await session.scalar(select(func.count()).where(c.run_id == run.id, c.step == step))
+    run_step.approved = True
+    run_step.approved_at = utcnow()
+    run_step.approved_by = by
+    run_step.top_k = k
+    await session.commit()
+    return ApprovalResult(run.id, step, k, top, int(total or 0) - len(top))
+
+
+async def awaiting_approval(session: AsyncSession, run_id: int) -> list[int]:
+    """Steps that are not approved, have candidates, and can get no more (DESIGN §1.3)."""
+    plan = await run_plan(session, run_id)
+    if plan is None or not plan.gates:
+        return []
+    c = ImageCandidate
+    rows = await session.execute(
+        select(PipelineRunStep.step)
+        .where(
+            PipelineRunStep.run_id == run_id,
+            PipelineRunStep.approved.is_(False),
+            PipelineRunStep.step < plan.steps,
+            exists().where(c.run_id == run_id, c.step == PipelineRunStep.step),
+        )
+        .order_by(PipelineRunStep.step)
+    )
+    steps = list(rows.scalars())
+    return [s for s in steps if await _settled_up_to(session, plan, s)]
+
+
+async def _settled_up_to(session: AsyncSession, plan: RunPlan, step: int) -> bool:
+    """True when nothing upstream can still add a candidate at `step` or before."""
+    upstream = exists().where(*eligible_parent_filter(plan.gates), ImageCandidate.step < step)
+    if await session.scalar(select(upstream), eligible_params(plan)):
+        return False
+    if await session.scalar(
+        select(
+            exists().where(and_(Job.run_id == plan.id, Job.step <= step, Job.status.in_(IN_FLIGHT)))
+        )
+    ):
+        return False
+    counts = await run_counts(session, plan)
+    return counts.base_total >= plan.base_quota or counts.made + counts.in_flight >= plan.budget

@@ -1,0 +1,207 @@
+"""Jobs: claiming the next one, and ending one with its images (or its error).
+
+This module alone keeps `ImageCandidate.child_slots` (children that exist plus child jobs in
+flight): +1 when a child job is claimed, and when the job ends -1 plus one per image it made,
+always in the same transaction as the rows being counted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from db.base import utcnow
+from db.models import (
+    IN_FLIGHT,
+    ImageCandidate,
+    Job,
+    JobMode,
+    JobStatus,
+    PipelineRun,
+    PipelineRunStep,
+    SchedulerState,
+)
+from orchestration.errors import NotFound
+from orchestration.selection import JobDecision, Mode, select_next_job
+
+SEED_BITS = 48  # plenty of distinct seeds, and exact in every JSON reader
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: int
+    run_id: int
+    step: int
+    parent_id: int | None
+    mode: JobMode
+    seed: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """One output image already written to disk, ready to become a candidate."""
+
+    path: str  # relative to DATA_DIR
+    output_index: int
+
+
+async def _lock_cursor(session: AsyncSession) -> SchedulerState:
+    """Serialises claims: on PostgreSQL by the row lock, on SQLite by BEGIN IMMEDIATE."""
+    state = await session.scalar(
+        select(SchedulerState).where(SchedulerState.id == 1).with_for_update()
+    )
+    if state is None:
+        state = SchedulerState(id=1, last_run_id=None)
+        session.add(state)
+    return state
+
+
+async def claim_next_job(session: AsyncSession, rng: random.Random) -> ClaimedJob | JobDecision:
+    """Select and record the next job; returns the no-work decision when there is none."""
+    state = await _lock_cursor(session)
+    decision = await select_next_job(session, rng)
+    if decision.mode is Mode.no_work or decision.run_id is None or decision.step is None:
+        await session.rollback()
+        return decision
+
+    if decision.deficit:
+        await _raise_base_quota(session, decision.run_id)
+    job = Job(
+        run_id=decision.run_id,
+        step=decision.step,
+        parent_id=decision.parent_id,
+        mode=JobMode(decision.mode.value),
+        reason=decision.reason,
+        seed=rng.getrandbits(SEED_BITS),
+        status=JobStatus.pending,
+    )
+    session.add(job)
+    if decision.parent_id is not None:
+        await _adjust_slots(session, decision.parent_id, +1)
+    state.last_run_id = decision.run_id
+    await session.commit()
+    return ClaimedJob(job.id, job.run_id, job.step, job.parent_id, job.mode, job.seed, job.reason)
+
+
+async def _adjust_slots(session: AsyncSession, candidate_id: int, delta: int) -> None:
+    if delta:
+        await session.execute(
+            update(ImageCandidate)
+            .where(ImageCandidate.id == candidate_id)
+            .values(child_slots=ImageCandidate.child_slots + delta)
+        )
+
+
+async def _raise_base_quota(session: AsyncSession, run_id: int) -> None:
+    """Deficit mode: allow N more step-1 candidates than the run has made or has in flight."""
+    run = await session.get_one(PipelineRun, run_id)
+    made = await session.scalar(
+        select(func.count()).where(ImageCandidate.run_id == run_id, ImageCandidate.step == 1)
+    )
+    flying = await session.scalar(
+        select(func.count()).where(Job.run_id == run_id, Job.step == 1, Job.status.in_(IN_FLIGHT))
+    )
+    run.base_quota = max(run.base_quota, int(made or 0) + int(flying or 0)) + run.max_children
+
+
+async def get_job(session: AsyncSession, job_id: int) -> Job:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"There is no job #{job_id}.")
+    return job
+
+
+def arrival_advancing(run_step: PipelineRunStep) -> bool | None:
+    """Whether a new candidate may become a parent (DESIGN §1.3).
+
+    Step 1 is approved with no filter, so its candidates advance; a candidate reaching a later
+    step after that step's approval missed the top-K and does not; before approval: undecided.
+    """
+    if not run_step.approved:
+        return None
+    return run_step.step == 1
+
+
+async def complete_job(
+    session: AsyncSession, job_id: int, images: Sequence[StoredImage]
+) -> list[int]:
+    """Record a finished job's images as candidates, exactly once (a repeat returns the ids)."""
+    job = await get_job(session, job_id)
+    if job.status is JobStatus.succeeded:
+        existing = await session.scalars(
+            select(ImageCandidate.id)
+            .where(ImageCandidate.job_id == job.id)
+            .order_by(ImageCandidate.output_index)
+        )
+        return list(existing)
+    run_step = await session.get_one(PipelineRunStep, (job.run_id, job.step))
+    advancing = arrival_advancing(run_step)
+    candidates = [
+        ImageCandidate(
+            run_id=job.run_id,
+            step=job.step,
+            parent_id=job.parent_id,
+            job_id=job.id,
+            output_index=image.output_index,
+            seed=job.seed,
+            image_path=image.path,
+            advancing=advancing,
+        )
+        for image in images
+    ]
+    session.add_all(candidates)
+    if job.parent_id is not None and job.status in IN_FLIGHT:
+        await _adjust_slots(session, job.parent_id, len(candidates) - 1)
+    job.status = JobStatus.succeeded
+    job.finished_at = utcnow()
+    job.error = None
+    await session.flush()
+    ids = [c.id for c in candidates]
+    await session.commit()
+    return ids
+
+
+async def end_job(
+    session: AsyncSession, job_id: int, error: str, status: JobStatus = JobStatus.failed
+) -> Job:
+    """Fail or cancel a job; its place under the parent is freed. Ending twice changes nothing."""
+    if status not in (JobStatus.failed, JobStatus.cancelled):
+        raise ValueError(f"end_job takes failed or cancelled, not {status}")
+    job = await get_job(session, job_id)
+    if job.status in IN_FLIGHT:
+        if job.parent_id is not None:
+            await _adjust_slots(session, job.parent_id, -1)
+        job.status = status
+        job.error = error
+        job.finished_at = utcnow()
+        await session.commit()
+    return job
+
+
+async def recount_child_slots(session: AsyncSession) -> int:
+    """Recompute every `child_slots` from the rows it counts; returns how many were off.
+
+    Run at start-up as a repair: the counter is only ever changed next to the rows it counts,
+    so after a clean history this finds nothing.
+    """
+    child = aliased(ImageCandidate)
+    truth = (
+        select(func.count()).where(child.parent_id == ImageCandidate.id).scalar_subquery()
+        + select(func.count())
+        .where(Job.parent_id == ImageCandidate.id, Job.status.in_(IN_FLIGHT))
+        .scalar_subquery()
+    )
+    result = await session.execute(
+        update(ImageCandidate)
+        .where(ImageCandidate.child_slots != truth)
+        .values(child_slots=truth)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)

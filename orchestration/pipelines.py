@@ -1,0 +1,225 @@
+"""Pipelines from files: a folder with `pipeline.yaml`, a folder of numbered workflow JSON
+files, or one YAML file naming its steps in order, each a ComfyUI API-format workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from comfy.workflow import WorkflowError, parse_workflow
+from db.models import Pipeline, PipelineStep
+from orchestration.errors import Conflict, InvalidInput
+from orchestration.runs import SYSTEM_VARIABLES
+from orchestration.text import slugify
+
+PIPELINE_FILES = ("pipeline.yaml", "pipeline.yml")
+
+
+class PipelineFileError(InvalidInput):
+    """A pipeline that cannot be imported; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    position: int
+    name: str
+    slug: str
+    workflow: dict[str, Any]
+    variables: list[str]
+    source: str
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    description: str
+    source: str
+    steps: list[StepSpec]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def variables(self) -> list[str]:
+        return sorted({v for s in self.steps for v in s.variables})
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    pipeline_id: int
+    name: str
+    steps: list[str]
+    variables: list[str]
+    created: bool  # False when the same pipeline was already imported
+    warnings: list[str] = field(default_factory=list)
+
+
+def _step_name_from_file(path: Path) -> str:
+    return path.stem.lstrip("0123456789").lstrip("-_ .") or path.stem
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise PipelineFileError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise PipelineFileError(f"{path}: expected keys name, description and steps")
+    return data
+
+
+def _step_entries(data: dict[str, Any], yaml_path: Path) -> list[tuple[str, Path]]:
+    steps = data.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise PipelineFileError(f"{yaml_path}: 'steps' must be a list of at least one step")
+    entries: list[tuple[str, Path]] = []
+    for i, entry in enumerate(steps, start=1):
+        if isinstance(entry, str):
+            file = yaml_path.parent / entry
+            entries.append((_step_name_from_file(file), file))
+        elif isinstance(entry, dict) and isinstance(entry.get("workflow"), str):
+            file = yaml_path.parent / entry["workflow"]
+            entries.append((str(entry.get("name") or _step_name_from_file(file)), file))
+        else:
+            raise PipelineFileError(
+                f"{yaml_path}: step {i} needs a 'workflow' (path of an API-format JSON file)"
+            )
+    return entries
+
+
+def load_pipeline_spec(path: Path) -> PipelineSpec:
+    """Read and validate every workflow of a pipeline; nothing is stored."""
+    if not path.exists():
+        raise PipelineFileError(f"{path} does not exist.")
+    if path.is_dir():
+        yaml_path = next((path / n for n in PIPELINE_FILES if (path / n).is_file()), None)
+        if yaml_path is not None:
+            data = _read_yaml(yaml_path)
+            entries = _step_entries(data, yaml_path)
+        else:
+            files = sorted(path.glob("*.json"))
+            if not files:
+                raise PipelineFileError(
+                    f"{path}: no pipeline.yaml and no workflow .json files in this folder"
+                )
+            data = {}
+            entries = [(_step_name_from_file(f), f) for f in files]
+        default_name = path.resolve().name
+    elif path.suffix.lower() in (".yaml", ".yml"):
+        data = _read_yaml(path)
+        entries = _step_entries(data, path)
+        default_name = path.stem
+    else:
+        raise PipelineFileError(
+            f"{path}: expected a pipeline folder or a .yaml file naming the steps"
+        )
+
+    name = str(data.get("name") or default_name).strip()
+    steps: list[StepSpec] = []
+    warnings: list[str] = []
+    for position, (step_name, file) in enumerate(entries, start=1):
+        where = f"step {position} “{step_name}”"
+        if not file.is_file():
+            raise PipelineFileError(f"{where}: workflow file {file} does not exist")
+        try:
+            info = parse_workflow(file.read_text(encoding="utf-8"), str(file))
+        except WorkflowError as err:
+            raise PipelineFileError(f"{where}: {err}") from err
+        except UnicodeDecodeError as err:
+            raise PipelineFileError(f"{where}: {file} is not a UTF-8 text file") from err
+        uses_parent = "parent_image" in info.variables
+        if position == 1 and uses_parent:
+            raise PipelineFileError(
+                f"{where}: uses {{{{parent_image}}}}, but step 1 makes base images and has "
+                "no parent"
+            )
+        if position > 1 and not uses_parent:
+            warnings.append(
+                f"{where} does not use {{{{parent_image}}}}: its images will not build on "
+                "the parent's"
+            )
+        steps.append(
+            StepSpec(
+                position=position,
+                name=step_name,
+                slug=f"{position:02d}-{slugify(step_name, fallback='step')}",
+                workflow=info.workflow,
+                variables=sorted(info.variables - SYSTEM_VARIABLES),
+                source=str(file),
+            )
+        )
+    return PipelineSpec(name, str(data.get("description") or ""), str(path), steps, warnings)
+
+
+def _same(pipeline: Pipeline, spec: PipelineSpec) -> bool:
+    return [(s.name, s.workflow) for s in pipeline.steps] == [
+        (s.name, s.workflow) for s in spec.steps
+    ]
+
+
+async def store_pipeline(session: AsyncSession, spec: PipelineSpec) -> ImportResult:
+    existing = await session.scalar(
+        select(Pipeline).where(Pipeline.name == spec.name).options(selectinload(Pipeline.steps))
+    )
+    names = [s.name for s in spec.steps]
+    if existing is not None:
+        if _same(existing, spec):
+            return ImportResult(
+                existing.id, existing.name, names, spec.variables, False, spec.warnings
+            )
+        raise Conflict(
+            f"A different pipeline named “{spec.name}” is already imported (#{existing.id}). "
+            "Runs keep using the workflows they started with, so give the new version "
+            "another name (the 'name:' in pipeline.yaml)."
+        )
+    pipeline = Pipeline(name=spec.name, description=spec.description, source=spec.source)
+    session.add(pipeline)
+    await session.flush()
+    for s in spec.steps:
+        session.add(
+            PipelineStep(
+                pipeline_id=pipeline.id,
+                position=s.position,
+                name=s.name,
+                slug=s.slug,
+                workflow=s.workflow,
+                variables=s.variables,
+            )
+        )
+    await session.commit()
+    return ImportResult(pipeline.id, pipeline.name, names, spec.variables, True, spec.warnings)
+
+
+async def import_pipeline(session: AsyncSession, path: Path) -> ImportResult:
+    """Validate every workflow first; store only when all of them are usable."""
+    return await store_pipeline(session, load_pipeline_spec(path))
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    id: int
+    name: str
+    description: str
+    steps: list[str]
+    variables: list[str]
+
+
+async def list_pipelines(session: AsyncSession) -> list[PipelineSummary]:
+    pipelines = await session.scalars(
+        select(Pipeline).options(selectinload(Pipeline.steps)).order_by(Pipeline.name)
+    )
+    return [
+        PipelineSummary(
+            p.id,
+            p.name,
+            p.description,
+            [s.name for s in p.steps],
+            sorted({v for s in p.steps for v in s.variables}),
+        )
+        for p in pipelines
+    ]

@@ -1,0 +1,180 @@
+"""Runs: one creative session on a pipeline, with its own variables, settings and tree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from db.base import utcnow
+from db.models import (
+    Pipeline,
+    PipelineRun,
+    PipelineRunStep,
+    RunStatus,
+    SelectionOrder,
+)
+from orchestration.errors import Conflict, InvalidInput, MissingVariables, NotFound
+from orchestration.text import slugify
+
+# Placeholders the system fills for every job; a run never supplies them.
+SYSTEM_VARIABLES = frozenset({"seed", "parent_image", "output_prefix"})
+# Run variables that may be left out; the value used when they are.
+OPTIONAL_VARIABLES: dict[str, Any] = {"negative_prompt": ""}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Per-run knobs (DESIGN §1.1); defaults come from the environment via bot.config."""
+
+    max_children: int = 3
+    target_leaves: int = 10
+    order: SelectionOrder = SelectionOrder.breadth_first
+    gates: bool = True
+    budget: int = 200
+    top_k: int = 3
+
+    def validate(self) -> None:
+        for name, value, floor in (
+            ("N (children per parent)", self.max_children, 1),
+            ("T (target final candidates)", self.target_leaves, 1),
+            ("budget", self.budget, 1),
+            ("k", self.top_k, 1),
+        ):
+            if value < floor:
+                raise InvalidInput(f"{name} must be at least {floor}, got {value}.")
+
+
+@dataclass(frozen=True)
+class RunCreated:
+    run_id: int
+    name: str
+    pipeline: str
+    folder: str
+    steps: int
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+async def get_run(session: AsyncSession, run_id: int) -> PipelineRun:
+    run = await session.get(PipelineRun, run_id)
+    if run is None:
+        raise NotFound(f"There is no run #{run_id}.")
+    return run
+
+
+async def get_running_run(session: AsyncSession, run_id: int) -> PipelineRun:
+    run = await get_run(session, run_id)
+    if run.status is RunStatus.completed:
+        raise Conflict(f"Run #{run.id} “{run.name}” is completed; nothing can change in it.")
+    return run
+
+
+async def find_pipeline(session: AsyncSession, name_or_id: str | int) -> Pipeline:
+    stmt = select(Pipeline).options(selectinload(Pipeline.steps))
+    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+        stmt = stmt.where(Pipeline.id == int(name_or_id))
+    else:
+        stmt = stmt.where(Pipeline.name == name_or_id)
+    pipeline = (await session.scalars(stmt)).one_or_none()
+    if pipeline is None:
+        raise NotFound(f"There is no pipeline “{name_or_id}”. Import it first.")
+    return pipeline
+
+
+def required_variables(pipeline: Pipeline) -> set[str]:
+    """Run variables the pipeline's workflows need; `pipeline.steps` must be loaded."""
+    return {v for step in pipeline.steps for v in step.variables} - SYSTEM_VARIABLES
+
+
+async def create_run(
+    session: AsyncSession,
+    pipeline: str | int,
+    name: str,
+    variables: dict[str, Any],
+    settings: RunSettings,
+    *,
+    created_by: str = "",
+) -> RunCreated:
+    """Create a run with one PipelineRunStep per step; step 1 approved with no top-K filter."""
+    settings.validate()
+    name = name.strip()
+    if not name:
+        raise InvalidInput("A run needs a name.")
+    found = await find_pipeline(session, pipeline)
+    if not found.steps:
+        raise InvalidInput(f"Pipeline “{found.name}” has no steps.")
+    values = {k: v for k, v in variables.items() if v is not None}
+    needed = required_variables(found)
+    missing = sorted(n for n in needed if n not in values and n not in OPTIONAL_VARIABLES)
+    if missing:
+        raise MissingVariables(
+            f"Pipeline “{found.name}” needs {', '.join(missing)}; "
+            f"give {'it' if len(missing) == 1 else 'them'} when starting the run."
+        )
+    for opt, default in OPTIONAL_VARIABLES.items():
+        if opt in needed:
+            values.setdefault(opt, default)
+
+    now = utcnow()
+    run = PipelineRun(
+        pipeline_id=found.id,
+        name=name,
+        status=RunStatus.running,
+        variables=values,
+        max_children=settings.max_children,
+        target_leaves=settings.target_leaves,
+        order=settings.order,
+        gates=settings.gates,
+        budget=settings.budget,
+        top_k=settings.top_k,
+        base_quota=settings.max_children,
+        created_by=created_by,
+        created_at=now,
+    )
+    session.add(run)
+    await session.flush()
+    run.folder = f"run-{run.id:04d}-{slugify(name, fallback='run')}"
+    for step in found.steps:
+        first = step.position == 1
+        session.add(
+            PipelineRunStep(
+                run_id=run.id,
+                step=step.position,
+                step_id=step.id,
+                approved=first,
+                approved_at=now if first else None,
+                approved_by=(created_by or "system") if first else None,
+            )
+        )
+    await session.commit()
+    return RunCreated(run.id, run.name, found.name, run.folder, len(found.steps), values)
+
+
+async def complete_run(session: AsyncSession, run_id: int) -> PipelineRun:
+    run = await get_running_run(session, run_id)
+    run.status = RunStatus.completed
+    run.completed_at = utcnow()
+    await session.commit()
+    return run
+
+
+async def hold_run(session: AsyncSession, run_id: int, reason: str) -> PipelineRun:
+    """Stop giving the run new jobs until a person resumes it; jobs in flight still finish."""
+    run = await get_running_run(session, run_id)
+    run.held_reason = reason or "held"
+    run.held_at = utcnow()
+    await session.commit()
+    return run
+
+
+async def resume_run(session: AsyncSession, run_id: int) -> PipelineRun:
+    run = await get_running_run(session, run_id)
+    if run.held_reason is None:
+        raise Conflict(f"Run #{run.id} “{run.name}” is not on hold.")
+    run.held_reason = None
+    run.held_at = None
+    await session.commit()
+    return run

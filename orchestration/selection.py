@@ -1,0 +1,270 @@
+"""Which job comes next (DESIGN §1.2).
+
+`select_next_job` only reads: it returns a decision and changes nothing, so it can be called to
+preview or to measure. `orchestration.jobs.claim_next_job` turns a decision into a job.
+Every count here is an indexed aggregate; candidates are never loaded to be counted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CursorResult,
+    Executable,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import (
+    IN_FLIGHT,
+    CandidateStatus,
+    ImageCandidate,
+    Job,
+    PipelineRun,
+    PipelineStep,
+    RunStatus,
+    SchedulerState,
+    SelectionOrder,
+)
+
+
+class Mode(StrEnum):
+    base_generation = "base_generation"
+    child_generation = "child_generation"
+    no_work = "no_work"
+
+
+@dataclass(frozen=True)
+class JobDecision:
+    mode: Mode
+    reason: str
+    run_id: int | None = None
+    step: int | None = None  # the step the new job makes a candidate for
+    parent_id: int | None = None
+    deficit: bool = False  # base generation because the final step is below T (gates off)
+
+    @property
+    def has_work(self) -> bool:
+        return self.mode is not Mode.no_work
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What selection needs to know of one run: its settings and its pipeline's length."""
+
+    id: int
+    max_children: int
+    target_leaves: int
+    order: SelectionOrder
+    gates: bool
+    budget: int
+    base_quota: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    made: int  # candidates the run has, any status
+    in_flight: int  # its jobs pending, submitted or running
+    base_made: int
+    base_in_flight: int
+    final_active: int  # active candidates at the final step plus final-step jobs in flight
+
+    @property
+    def base_total(self) -> int:
+        return self.base_made + self.base_in_flight
+
+
+# Statements are built once with bind parameters: building and cache-keying a fresh statement
+# costs more than running it, and selection runs after every job.
+_STEPS_OF_PIPELINE = (
+    select(func.count())
+    .where(PipelineStep.pipeline_id == PipelineRun.pipeline_id)
+    .correlate(PipelineRun)
+    .scalar_subquery()
+)
+_RUN_COLUMNS = (
+    PipelineRun.id,
+    PipelineRun.max_children,
+    PipelineRun.target_leaves,
+    PipelineRun.order,
+    PipelineRun.gates,
+    PipelineRun.budget,
+    PipelineRun.base_quota,
+    _STEPS_OF_PIPELINE,
+)
+_ROTATION = (
+    select(
+        *_RUN_COLUMNS,
+        select(SchedulerState.last_run_id).where(SchedulerState.id == 1).scalar_subquery(),
+    )
+    .where(PipelineRun.status == RunStatus.running, PipelineRun.held_reason.is_(None))
+    .order_by(PipelineRun.id)
+)
+_ONE_RUN = select(*_RUN_COLUMNS).where(PipelineRun.id == bindparam("run_id"))
+
+
+async def _core(
+    session: AsyncSession, stmt: Executable, params: dict[str, Any] | None = None
+) -> CursorResult[Any]:
+    """Run a Core statement on the session's connection, skipping the ORM layer it needs not."""
+    conn = await session.connection()
+    return await conn.execute(stmt, params)
+
+
+def _plan(row: Sequence[Any]) -> RunPlan:
+    return RunPlan(*row[:8])
+
+
+async def runs_in_rotation(session: AsyncSession) -> tuple[list[RunPlan], int | None]:
+    """Running runs without a hold, in ascending id, and the run that got the previous job."""
+    rows = (await _core(session, _ROTATION)).all()
+    return [_plan(row) for row in rows], (rows[0][8] if rows else None)
+
+
+async def run_plan(session: AsyncSession, run_id: int) -> RunPlan | None:
+    row = (await _core(session, _ONE_RUN, {"run_id": run_id})).first()
+    return None if row is None else _plan(row)
+
+
+def _count(model: type[ImageCandidate] | type[Job], *where: ColumnElement[bool]) -> Any:
+    return select(func.count()).select_from(model).where(*where).scalar_subquery()
+
+
+_RUN: BindParameter[int] = bindparam("run_id", type_=Integer)
+_FINAL: BindParameter[int] = bindparam("final_step", type_=Integer)
+_C, _J = ImageCandidate, Job
+_FLYING = and_(_J.run_id == _RUN, _J.status.in_(IN_FLIGHT))
+_COUNTS = select(
+    _count(_C, _C.run_id == _RUN),
+    _count(_J, _FLYING),
+    _count(_C, _C.run_id == _RUN, _C.step == 1),
+    _count(_J, _FLYING, _J.step == 1),
+    _count(_C, _C.run_id == _RUN, _C.status == CandidateStatus.active, _C.step == _FINAL),
+    _count(_J, _FLYING, _J.step == _FINAL),
+)
+
+
+async def run_counts(session: AsyncSession, run: RunPlan) -> RunCounts:
+    """All of a run's counts in one round trip."""
+    row = (await _core(session, _COUNTS, {"run_id": run.id, "final_step": run.steps})).one()
+    made, flying, base, base_flying, final, final_flying = row
+    return RunCounts(made, flying, base, base_flying, final + final_flying)
+
+
+def eligible_parent_filter(gates: bool) -> list[ColumnElement[bool]]:
+    """Candidates that may get a child now (DESIGN §1.2 step 2), for bind parameters
+    `run_id`, `final_step` and `max_children`.
+
+    With gates on, `advancing IS TRUE` already implies an approved step: only an approval (or
+    step 1 at creation) ever sets it true.
+    """
+    where = [
+        _C.run_id == _RUN,
+        _C.status == CandidateStatus.active,
+        _C.step < _FINAL,
+        _C.child_slots < bindparam("max_children"),
+    ]
+    if gates:
+        where.append(_C.advancing.is_(True))
+    return where
+
+
+def eligible_params(run: RunPlan) -> dict[str, int]:
+    return {"run_id": run.id, "final_step": run.steps, "max_children": run.max_children}
+
+
+def _group_statement(gates: bool, order: SelectionOrder) -> Select[tuple[int, float, int]]:
+    where = eligible_parent_filter(gates)
+    pick = func.min(_C.step) if order is SelectionOrder.breadth_first else func.max(_C.step)
+    group_step = select(pick).where(*where).scalar_subquery()
+    return select(_C.id, _C.elo, _C.step).where(*where, _C.step == group_step).order_by(_C.id)
+
+
+_GROUPS = {(g, o): _group_statement(g, o) for g in (True, False) for o in SelectionOrder}
+
+
+def raffle(candidates: list[tuple[int, float]], rng: random.Random) -> int:
+    """Draw one id with probability proportional to max(elo, 1)."""
+    ids = [cid for cid, _ in candidates]
+    weights = [max(elo, 1.0) for _, elo in candidates]
+    return rng.choices(ids, weights=weights, k=1)[0]
+
+
+async def decide_for_run(
+    session: AsyncSession, run: RunPlan, rng: random.Random
+) -> JobDecision | None:
+    """The job this run would get now, or None when it has no work."""
+    counts = await run_counts(session, run)
+    if counts.made + counts.in_flight >= run.budget:
+        return None
+    base_open = counts.base_total < run.base_quota
+    base = JobDecision(
+        Mode.base_generation,
+        f"run {run.id}: base image {counts.base_total + 1} of {run.base_quota} for step 1",
+        run.id,
+        1,
+    )
+    if base_open and run.order is SelectionOrder.breadth_first:
+        return base
+
+    rows = (await _core(session, _GROUPS[(run.gates, run.order)], eligible_params(run))).all()
+    if rows:
+        parent_id = raffle([(row.id, row.elo) for row in rows], rng)
+        parent_step = rows[0].step
+        return JobDecision(
+            Mode.child_generation,
+            f"run {run.id}: step {parent_step} parent #{parent_id} won raffle among {len(rows)}",
+            run.id,
+            parent_step + 1,
+            parent_id,
+        )
+    if base_open:
+        return base
+    if not run.gates and counts.final_active < run.target_leaves:
+        return JobDecision(
+            Mode.base_generation,
+            f"run {run.id}: deficit, final step has {counts.final_active} of "
+            f"{run.target_leaves} wanted; {run.max_children} more base images",
+            run.id,
+            1,
+            deficit=True,
+        )
+    return None
+
+
+async def select_next_job(session: AsyncSession, rng: random.Random) -> JobDecision:
+    """Round-robin over runs after the one that got the previous job; first with work wins."""
+    runs, cursor = await runs_in_rotation(session)
+    if not runs:
+        return JobDecision(Mode.no_work, "no running runs without a hold")
+    start = 0 if cursor is None else next((i for i, r in enumerate(runs) if r.id > cursor), 0)
+    skipped: list[int] = []
+    for run in runs[start:] + runs[:start]:
+        decision = await decide_for_run(session, run, rng)
+        if decision is not None:
+            if skipped:
+                ids = ", ".join(str(i) for i in skipped)
+                decision = JobDecision(
+                    decision.mode,
+                    f"{decision.reason} (runs without work skipped: {ids})",
+                    decision.run_id,
+                    decision.step,
+                    decision.parent_id,
+                    decision.deficit,
+                )
+            return decision
+        skipped.append(run.id)
+    return JobDecision(Mode.no_work, f"no run has work ({len(runs)} running)")

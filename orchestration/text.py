@@ -1,0 +1,13 @@
+"""Small text helpers shared by the domain."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+
+def slugify(text: str, *, fallback: str = "item", max_length: int = 40) -> str:
+    """A lowercase ASCII slug for folder names: 'Morning Gym Shoot!' -> 'morning-gym-shoot'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or fallback

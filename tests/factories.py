@@ -1,0 +1,108 @@
+"""Test data built through the product's own functions wherever one exists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import CandidateStatus, ImageCandidate, PipelineRunStep
+from orchestration.jobs import arrival_advancing, recount_child_slots
+from orchestration.pipelines import import_pipeline
+from orchestration.runs import RunSettings, create_run
+
+
+def base_workflow(prompt: str = "{{prompt}}") -> dict[str, Any]:
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
+        },
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["9", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "steps": 20}},
+        "4": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": "{{output_prefix}}"},
+        },
+    }
+
+
+def child_workflow() -> dict[str, Any]:
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "{{parent_image}}"}},
+        "2": {
+            "class_type": "ImageBlur",
+            "inputs": {"image": ["1", 0], "blur_radius": 2, "sigma": 1.0},
+        },
+        "3": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["2", 0], "filename_prefix": "{{output_prefix}}/blur"},
+        },
+    }
+
+
+def write_pipeline(folder: Path, steps: int = 3, name: str = "test-pipeline") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i in range(1, steps + 1):
+        wf = base_workflow() if i == 1 else child_workflow()
+        (folder / f"step{i}.json").write_text(json.dumps(wf))
+        entries.append(f"  - name: step {i}\n    workflow: step{i}.json\n")
+    (folder / "pipeline.yaml").write_text(f"name: {name}\nsteps:\n" + "".join(entries))
+    return folder
+
+
+async def make_pipeline(
+    session: AsyncSession, tmp_path: Path, steps: int = 3, name: str = "test-pipeline"
+) -> int:
+    result = await import_pipeline(session, write_pipeline(tmp_path / name, steps, name))
+    return result.pipeline_id
+
+
+async def make_run(
+    session: AsyncSession,
+    pipeline: str | int = "test-pipeline",
+    name: str = "run",
+    settings: RunSettings | None = None,
+    variables: dict[str, Any] | None = None,
+) -> int:
+    created = await create_run(
+        session,
+        pipeline,
+        name,
+        variables if variables is not None else {"prompt": "a cat"},
+        settings or RunSettings(),
+    )
+    return created.run_id
+
+
+async def add_candidate(
+    session: AsyncSession,
+    run_id: int,
+    step: int,
+    parent_id: int | None = None,
+    *,
+    elo: float = 1000.0,
+    votes: int = 0,
+    status: CandidateStatus = CandidateStatus.active,
+    advancing: bool | str | None = "arrival",
+) -> int:
+    """Insert a candidate as if a job had made it, then let the product recount child slots."""
+    run_step = await session.get_one(PipelineRunStep, (run_id, step))
+    cand = ImageCandidate(
+        run_id=run_id,
+        step=step,
+        parent_id=parent_id,
+        seed=0,
+        image_path=f"fake/{run_id}/{step}.png",
+        elo=elo,
+        votes=votes,
+        status=status,
+        advancing=arrival_advancing(run_step) if advancing == "arrival" else advancing,
+    )
+    session.add(cand)
+    await session.commit()
+    await recount_child_slots(session)
+    return cand.id
