@@ -29,7 +29,9 @@ from db.models import (
 from orchestration.errors import NotFound
 from orchestration.selection import JobDecision, Mode, select_next_job
 
-SEED_BITS = 48  # plenty of distinct seeds, and exact in every JSON reader
+# Seeds fit in 24 bits so a seed can also feed integer inputs with that range (EmptyImage's
+# colour in the CPU demo pipeline); a run never repeats one.
+SEED_LIMIT = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ async def claim_next_job(session: AsyncSession, rng: random.Random) -> ClaimedJo
         parent_id=decision.parent_id,
         mode=JobMode(decision.mode.value),
         reason=decision.reason,
-        seed=rng.getrandbits(SEED_BITS),
+        seed=await _fresh_seed(session, decision.run_id, rng),
         status=JobStatus.pending,
     )
     session.add(job)
@@ -87,6 +89,16 @@ async def claim_next_job(session: AsyncSession, rng: random.Random) -> ClaimedJo
     state.last_run_id = decision.run_id
     await session.commit()
     return ClaimedJob(job.id, job.run_id, job.step, job.parent_id, job.mode, job.seed, job.reason)
+
+
+async def _fresh_seed(session: AsyncSession, run_id: int, rng: random.Random) -> int:
+    while True:
+        seed = rng.randrange(SEED_LIMIT)
+        used = await session.scalar(
+            select(Job.id).where(Job.run_id == run_id, Job.seed == seed).limit(1)
+        )
+        if used is None:
+            return seed
 
 
 async def _adjust_slots(session: AsyncSession, candidate_id: int, delta: int) -> None:

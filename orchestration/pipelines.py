@@ -1,5 +1,6 @@
 """Pipelines from files: a folder with `pipeline.yaml`, a folder of numbered workflow JSON
-files, or one YAML file naming its steps in order, each a ComfyUI API-format workflow.
+files, one YAML file naming its steps in order, or a single workflow JSON (a one-step
+pipeline); every step is a ComfyUI API-format workflow.
 """
 
 from __future__ import annotations
@@ -114,9 +115,14 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
         data = _read_yaml(path)
         entries = _step_entries(data, path)
         default_name = path.stem
+    elif path.suffix.lower() == ".json":
+        data = {}
+        entries = [(_step_name_from_file(path), path)]  # one workflow: a one-step pipeline
+        default_name = path.stem
     else:
         raise PipelineFileError(
-            f"{path}: expected a pipeline folder or a .yaml file naming the steps"
+            f"{path}: expected a pipeline folder, a .yaml file naming the steps, "
+            "or one workflow .json"
         )
 
     name = str(data.get("name") or default_name).strip()

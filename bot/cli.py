@@ -1,0 +1,115 @@
+"""The `comfy-curator` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from bot.config import ConfigError, Settings, load_settings, require
+from db.engine import create_engine, create_session_factory
+from db.migrate import upgrade_database
+from orchestration.errors import DomainError
+from orchestration.pipelines import import_pipeline, list_pipelines
+
+log = logging.getLogger("comfy_curator")
+T = TypeVar("T")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def _with_database(
+    settings: Settings, work: Callable[..., Awaitable[T]], *args: object
+) -> T:
+    await upgrade_database(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            return await work(session, *args)
+    finally:
+        await engine.dispose()
+
+
+async def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> None:
+    await upgrade_database(settings.database_url)
+    print(f"database is up to date: {settings.database_url}")
+
+
+async def cmd_pipeline_import(settings: Settings, args: argparse.Namespace) -> None:
+    result = await _with_database(settings, import_pipeline, Path(args.path))
+    verb = "imported" if result.created else "already imported, unchanged:"
+    print(f"{verb} pipeline “{result.name}” (#{result.pipeline_id}), "
+          f"{len(result.steps)} steps: {' → '.join(result.steps)}")
+    print(f"run variables it needs: {', '.join(result.variables) or 'none'}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+
+
+async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> None:
+    pipelines = await _with_database(settings, list_pipelines)
+    if not pipelines:
+        print("no pipelines yet: comfy-curator pipeline import pipelines/cpu-demo")
+    for p in pipelines:
+        variables = ", ".join(p.variables) or "none"
+        print(f"#{p.id} {p.name}: {' → '.join(p.steps)} (variables: {variables})")
+
+
+async def cmd_run(settings: Settings, _args: argparse.Namespace) -> None:
+    require(settings, "discord_token", "discord_guild_id", "curator_role_id")
+    await upgrade_database(settings.database_url)
+    raise ConfigError(
+        "the Discord bot is not part of this version yet; the database is ready at "
+        f"{settings.database_url}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="comfy-curator",
+        description="Curate ComfyUI image generation from Discord.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the Discord bot").set_defaults(func=cmd_run)
+
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="migrate the database to the newest schema").set_defaults(
+        func=cmd_db_upgrade
+    )
+
+    pipe = sub.add_parser("pipeline", help="import and list pipelines").add_subparsers(
+        dest="pipeline_command", required=True
+    )
+    imp = pipe.add_parser("import", help="validate and store a pipeline folder or YAML file")
+    imp.add_argument("path", help="a folder with pipeline.yaml, or a pipeline .yaml file")
+    imp.set_defaults(func=cmd_pipeline_import)
+    pipe.add_parser("list", help="list imported pipelines").set_defaults(func=cmd_pipeline_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        _setup_logging(settings.log_level)
+        asyncio.run(args.func(settings, args))
+    except (ConfigError, DomainError) as err:
+        print(f"comfy-curator: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Job payloads (DESIGN §1.5)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from sqlalchemy import func, select
+
+from db.models import Job, PipelineRun
+from orchestration.errors import MissingVariables
+from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
+from orchestration.payload import build_job_payload
+from orchestration.pipelines import import_pipeline
+from orchestration.runs import RunSettings, create_run
+
+
+def typed_pipeline(folder):
+    folder.mkdir()
+    base = {
+        "3": {"class_type": "KSampler",
+              "inputs": {"seed": "{{seed}}", "steps": "{{steps}}", "cfg": 7.5,
+                         "model": ["4", 0]}},
+        "6": {"class_type": "CLIPTextEncode",
+              "inputs": {"text": "{{prompt}}, {{style}} lighting", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode",
+              "inputs": {"text": "{{negative_prompt}}", "clip": ["4", 1]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "{{output_prefix}}"}},
+    }
+    child = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "{{parent_image}}"}},
+        "2": {"class_type": "SaveImage",
+              "inputs": {"images": ["1", 0], "filename_prefix": "{{output_prefix}}"}},
+    }
+    (folder / "base.json").write_text(json.dumps(base))
+    (folder / "child.json").write_text(json.dumps(child))
+    (folder / "pipeline.yaml").write_text(
+        "name: typed\nsteps:\n  - {name: Base, workflow: base.json}\n"
+        "  - {name: Refine Pass, workflow: child.json}\n"
+    )
+    return folder
+
+
+async def test_whole_placeholders_keep_type_embedded_interpolate(session, tmp_path):
+    await import_pipeline(session, typed_pipeline(tmp_path / "typed"))
+    created = await create_run(session, "typed", "Morning Gym Shoot",
+                               {"prompt": "a gym", "style": "golden", "steps": 28},
+                               RunSettings(max_children=1))
+    job = await claim_next_job(session, random.Random(1))
+    assert isinstance(job, ClaimedJob)
+    payload = await build_job_payload(session, job.job_id)
+    assert payload["3"]["inputs"]["seed"] == job.seed
+    assert isinstance(payload["3"]["inputs"]["seed"], int)
+    assert payload["3"]["inputs"]["steps"] == 28
+    assert payload["3"]["inputs"]["model"] == ["4", 0]
+    assert payload["6"]["inputs"]["text"] == "a gym, golden lighting"
+    assert payload["7"]["inputs"]["text"] == ""  # negative prompt defaults to empty
+    prefix = payload["9"]["inputs"]["filename_prefix"]
+    assert prefix == f"{created.folder}/01-base/job-{job.job_id:06d}"
+    assert created.folder == f"run-{created.run_id:04d}-morning-gym-shoot"
+    stored = await session.get_one(Job, job.job_id)
+    assert stored.payload == payload
+
+
+async def test_parent_image_is_the_uploaded_name(session, tmp_path):
+    await import_pipeline(session, typed_pipeline(tmp_path / "typed"))
+    await create_run(session, "typed", "r", {"prompt": "p", "style": "s", "steps": 1},
+                     RunSettings(max_children=1))
+    rng = random.Random(2)
+    base = await claim_next_job(session, rng)
+    assert isinstance(base, ClaimedJob)
+    await complete_job(session, base.job_id, [StoredImage("a.png", 0)])
+    child = await claim_next_job(session, rng)
+    assert isinstance(child, ClaimedJob) and child.step == 2
+    payload = await build_job_payload(session, child.job_id, parent_image="curator/p17.png")
+    assert payload["1"]["inputs"]["image"] == "curator/p17.png"
+    assert payload["2"]["inputs"]["filename_prefix"].split("/")[1] == "02-refine-pass"
+    with pytest.raises(MissingVariables, match=r"\{\{parent_image\}\}"):
+        await build_job_payload(session, child.job_id)
+
+
+async def test_missing_variable_refused_before_any_job(session, tmp_path):
+    await import_pipeline(session, typed_pipeline(tmp_path / "typed"))
+    with pytest.raises(MissingVariables, match="needs steps, style"):
+        await create_run(session, "typed", "r", {"prompt": "p"}, RunSettings())
+    assert await session.scalar(select(func.count()).select_from(PipelineRun)) == 0
+    assert await session.scalar(select(func.count()).select_from(Job)) == 0

@@ -1,0 +1,144 @@
+"""Importing pipelines from files, and every way a file can be wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from db.models import Pipeline, PipelineStep
+from orchestration.errors import Conflict
+from orchestration.pipelines import (
+    PipelineFileError,
+    import_pipeline,
+    list_pipelines,
+    load_pipeline_spec,
+)
+from tests.factories import base_workflow, child_workflow, write_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def count_rows(session) -> tuple[int, int]:
+    return (await session.scalar(select(func.count()).select_from(Pipeline)),
+            await session.scalar(select(func.count()).select_from(PipelineStep)))
+
+
+async def test_import_folder_with_yaml(session, tmp_path):
+    result = await import_pipeline(session, write_pipeline(tmp_path / "p", steps=3, name="three"))
+    assert result.created and result.name == "three"
+    assert result.steps == ["step 1", "step 2", "step 3"]
+    assert result.variables == ["prompt"]
+    steps = list(await session.scalars(select(PipelineStep).order_by(PipelineStep.position)))
+    assert [s.slug for s in steps] == ["01-step-1", "02-step-2", "03-step-3"]
+    assert steps[0].workflow == base_workflow()
+    # Importing the same files again is harmless.
+    again = await import_pipeline(session, tmp_path / "p")
+    assert not again.created and again.pipeline_id == result.pipeline_id
+    assert await count_rows(session) == (1, 3)
+    listed = await list_pipelines(session)
+    assert [(p.name, p.steps, p.variables) for p in listed] == [
+        ("three", ["step 1", "step 2", "step 3"], ["prompt"])]
+
+
+async def test_import_single_yaml_file_and_plain_folder(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=2, name="from-yaml")
+    yaml_file = tmp_path / "p" / "pipeline.yaml"
+    assert (await import_pipeline(session, yaml_file)).name == "from-yaml"
+    plain = tmp_path / "plain-two"
+    plain.mkdir()
+    (plain / "01-base.json").write_text(json.dumps(base_workflow()))
+    (plain / "02-refine.json").write_text(json.dumps(child_workflow()))
+    result = await import_pipeline(session, plain)
+    assert result.name == "plain-two" and result.steps == ["base", "refine"]
+    assert folder.exists()
+
+
+async def test_changed_pipeline_under_same_name_refused(session, tmp_path):
+    await import_pipeline(session, write_pipeline(tmp_path / "a", steps=2, name="same"))
+    with pytest.raises(Conflict, match="another name"):
+        await import_pipeline(session, write_pipeline(tmp_path / "b", steps=3, name="same"))
+    assert await count_rows(session) == (1, 2)
+
+
+def ui_export() -> dict:
+    return {"last_node_id": 9, "last_link_id": 9, "nodes": [{"id": 1, "type": "SaveImage"}],
+            "links": [], "version": 0.4}
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"1": {"class_type": "SaveImage", "inputs": {}', r"not valid JSON \(line 1, column"),
+        (json.dumps(ui_export()), "UI format .* Export \\(API\\)"),
+        (json.dumps({"1": {"class_type": "EmptyImage", "inputs": {}}}), "no image output node"),
+        (json.dumps([1, 2]), "API format"),
+        (json.dumps({"1": {"inputs": {}}}), "no 'class_type'"),
+    ],
+)
+async def test_malformed_workflow_refused_nothing_stored(session, tmp_path, content, words):
+    folder = write_pipeline(tmp_path / "p", steps=2)
+    (folder / "step2.json").write_text(content)
+    with pytest.raises(PipelineFileError, match=words) as err:
+        await import_pipeline(session, folder)
+    assert "step 2 “step 2”" in str(err.value)
+    assert await count_rows(session) == (0, 0)
+
+
+async def test_missing_step_file_and_path(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=2)
+    (folder / "step2.json").unlink()
+    with pytest.raises(PipelineFileError, match="step2.json does not exist"):
+        await import_pipeline(session, folder)
+    with pytest.raises(PipelineFileError, match="does not exist"):
+        await import_pipeline(session, tmp_path / "nowhere")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(PipelineFileError, match="expected a pipeline folder, a .yaml file"):
+        await import_pipeline(session, tmp_path / "notes.txt")
+    (tmp_path / "ui.json").write_text(json.dumps(ui_export()))
+    with pytest.raises(PipelineFileError, match="UI format"):
+        await import_pipeline(session, tmp_path / "ui.json")
+    assert await count_rows(session) == (0, 0)
+
+
+async def test_single_workflow_json_is_a_one_step_pipeline(session, tmp_path):
+    (tmp_path / "portrait.json").write_text(json.dumps(base_workflow()))
+    result = await import_pipeline(session, tmp_path / "portrait.json")
+    assert (result.name, result.steps) == ("portrait", ["portrait"])
+
+
+async def test_bad_yaml(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=2)
+    (folder / "pipeline.yaml").write_text("name: x\nsteps: [\n")
+    with pytest.raises(PipelineFileError, match="not valid YAML"):
+        await import_pipeline(session, folder)
+    (folder / "pipeline.yaml").write_text("name: x\nsteps: []\n")
+    with pytest.raises(PipelineFileError, match="at least one step"):
+        await import_pipeline(session, folder)
+    (folder / "pipeline.yaml").write_text("name: x\nsteps:\n  - {name: a}\n")
+    with pytest.raises(PipelineFileError, match="step 1 needs a 'workflow'"):
+        await import_pipeline(session, folder)
+
+
+async def test_parent_image_rules(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=2)
+    (folder / "step1.json").write_text(json.dumps(child_workflow()))
+    with pytest.raises(PipelineFileError, match="step 1 makes base images"):
+        await import_pipeline(session, folder)
+    folder = write_pipeline(tmp_path / "q", steps=2, name="q")
+    (folder / "step2.json").write_text(json.dumps(base_workflow()))
+    result = await import_pipeline(session, folder)
+    assert any("does not use {{parent_image}}" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("name", "variables"),
+    [("cpu-demo", []), ("sdxl-refine-upscale", ["checkpoint", "negative_prompt", "prompt"])],
+)
+def test_shipped_examples_are_valid(name, variables):
+    spec = load_pipeline_spec(REPO / "pipelines" / name)
+    assert len(spec.steps) == 3
+    assert spec.warnings == []
+    assert spec.variables == variables
