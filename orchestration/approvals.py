@@ -13,11 +13,11 @@ from orchestration.errors import Conflict, InvalidInput, NotFound
 from orchestration.ratings import RANKING
 from orchestration.runs import get_running_run
 from orchestration.selection import (
+    RunCounts,
     RunPlan,
     eligible_params,
     eligible_parent_filter,
-    run_counts,
-    run_plan,
+    plan_and_counts,
 )
 
 
@@ -65,8 +65,9 @@ async def approve_step(
 ) -> ApprovalResult:
     """One-way: the top-k active candidates of `step` advance, every other one does not."""
     run = await get_running_run(session, run_id)
-    plan = await run_plan(session, run.id)
-    assert plan is not None
+    found = await plan_and_counts(session, run.id)
+    assert found is not None
+    plan = found[0]
     if k < 1:
         raise InvalidInput(f"k must be at least 1 (it is how many candidates advance), got {k}.")
     run_step = await _run_step(session, run.id, step, plan.steps)
@@ -99,9 +100,10 @@ async def approve_step(
 
 async def awaiting_approval(session: AsyncSession, run_id: int) -> list[int]:
     """Steps that are not approved, have candidates, and can get no more (DESIGN §1.3)."""
-    plan = await run_plan(session, run_id)
-    if plan is None or not plan.gates:
+    found = await plan_and_counts(session, run_id)
+    if found is None or not found[0].gates:
         return []
+    plan, counts = found
     c = ImageCandidate
     rows = await session.execute(
         select(PipelineRunStep.step)
@@ -114,10 +116,12 @@ async def awaiting_approval(session: AsyncSession, run_id: int) -> list[int]:
         .order_by(PipelineRunStep.step)
     )
     steps = list(rows.scalars())
-    return [s for s in steps if await _settled_up_to(session, plan, s)]
+    return [s for s in steps if await _settled_up_to(session, plan, counts, s)]
 
 
-async def _settled_up_to(session: AsyncSession, plan: RunPlan, step: int) -> bool:
+async def _settled_up_to(
+    session: AsyncSession, plan: RunPlan, counts: RunCounts, step: int
+) -> bool:
     """True when nothing upstream can still add a candidate at `step` or before."""
     upstream = exists().where(*eligible_parent_filter(plan.gates), ImageCandidate.step < step)
     if await session.scalar(select(upstream), eligible_params(plan)):
@@ -128,5 +132,4 @@ async def _settled_up_to(session: AsyncSession, plan: RunPlan, step: int) -> boo
         )
     ):
         return False
-    counts = await run_counts(session, plan)
     return counts.base_total >= plan.base_quota or counts.made + counts.in_flight >= plan.budget

@@ -10,11 +10,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import UnaryExpression, select, update
+from sqlalchemy import UnaryExpression, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from db.models import CandidateStatus, ImageCandidate, Vote
+from db.base import utcnow
+from db.models import CandidateStatus, ImageCandidate, PipelineRun, RunStatus, Vote
 from orchestration.errors import Conflict, DuplicateVote, InvalidInput, NotFound
 from orchestration.runs import get_running_run
 
@@ -52,25 +53,61 @@ class VoteResult:
     delta: float
 
 
+@dataclass(frozen=True)
+class _Side:
+    id: int
+    run_id: int
+    step: int
+    elo: float
+    status: CandidateStatus
+    run_status: RunStatus
+    run_name: str
+
+
+# Votes are the hottest write path: prebuilt Core statements keep one vote at five round trips
+# without the ORM's unit of work.
+_PAIR = (
+    select(
+        ImageCandidate.id,
+        ImageCandidate.run_id,
+        ImageCandidate.step,
+        ImageCandidate.elo,
+        ImageCandidate.status,
+        PipelineRun.status,
+        PipelineRun.name,
+    )
+    .join(PipelineRun, PipelineRun.id == ImageCandidate.run_id)
+    .where(ImageCandidate.id.in_(bindparam("ids", expanding=True)))
+    .order_by(ImageCandidate.id)
+    .with_for_update(of=ImageCandidate)
+)
+_INSERT_VOTE = insert(Vote)
+_RATE = (
+    update(ImageCandidate)
+    .where(ImageCandidate.id == bindparam("cid"))
+    .values(elo=bindparam("new_elo"), votes=ImageCandidate.votes + 1)
+)
+
+
 async def _load_pair(
-    session: AsyncSession, run_id: int, first_id: int, second_id: int
-) -> tuple[ImageCandidate, ImageCandidate]:
+    conn: AsyncConnection, run_id: int, first_id: int, second_id: int
+) -> tuple[_Side, _Side]:
+    """Both candidates, locked, with their run checked in the same round trip."""
     if first_id == second_id:
         raise InvalidInput(f"A vote needs two different candidates, got #{first_id} twice.")
-    rows = await session.scalars(
-        select(ImageCandidate)
-        .where(ImageCandidate.id.in_((first_id, second_id)))
-        .order_by(ImageCandidate.id)
-        .with_for_update()
-    )
-    found = {c.id: c for c in rows}
+    rows = await conn.execute(_PAIR, {"ids": [first_id, second_id]})
+    found = {row[0]: _Side(*row) for row in rows}
     for cid in (first_id, second_id):
-        cand = found.get(cid)
-        if cand is None:
+        if cid not in found:
             raise NotFound(f"There is no candidate #{cid}.")
-        if cand.run_id != run_id:
+        side = found[cid]
+        if side.run_id != run_id:
             raise InvalidInput(
-                f"Candidate #{cid} belongs to run #{cand.run_id}, not run #{run_id}."
+                f"Candidate #{cid} belongs to run #{side.run_id}, not run #{run_id}."
+            )
+        if side.run_status is RunStatus.completed:
+            raise Conflict(
+                f"Run #{run_id} “{side.run_name}” is completed; nothing can change in it."
             )
     first, second = found[first_id], found[second_id]
     if first.step != second.step:
@@ -78,9 +115,9 @@ async def _load_pair(
             f"Candidates #{first.id} (step {first.step}) and #{second.id} (step {second.step}) "
             "are at different steps; only candidates of one step are compared."
         )
-    for cand in (first, second):
-        if cand.status is CandidateStatus.rejected:
-            raise Conflict(f"Candidate #{cand.id} was rejected; it takes no more votes.")
+    for side in (first, second):
+        if side.status is CandidateStatus.rejected:
+            raise Conflict(f"Candidate #{side.id} was rejected; it takes no more votes.")
     return first, second
 
 
@@ -93,37 +130,44 @@ async def record_vote(
     *,
     k_factor: float = DEFAULT_K_FACTOR,
 ) -> VoteResult:
-    """One person's choice of `winner_id` over `loser_id`; a repeat of the pair is refused."""
-    await get_running_run(session, run_id)
-    winner, loser = await _load_pair(session, run_id, winner_id, loser_id)
-    low, high = sorted((winner_id, loser_id))
-    already = await session.scalar(
-        select(Vote.id).where(Vote.voter == voter, Vote.low_id == low, Vote.high_id == high)
-    )
-    if already is not None:
-        await session.rollback()
-        raise DuplicateVote(f"You already voted on #{low} vs #{high}; your first vote stands.")
+    """One person's choice of `winner_id` over `loser_id`.
 
-    new_winner, new_loser = elo_update(winner.elo, loser.elo, k_factor)
-    vote = Vote(
-        run_id=run_id, step=winner.step, low_id=low, high_id=high, winner_id=winner_id, voter=voter
-    )
-    session.add(vote)
-    for cand, rating in ((winner, new_winner), (loser, new_loser)):
-        await session.execute(
-            update(ImageCandidate)
-            .where(ImageCandidate.id == cand.id)
-            .values(elo=rating, votes=ImageCandidate.votes + 1)
-        )
+    The schema's unique (voter, pair) constraint is what refuses a second vote on a pair, so
+    two taps racing each other are refused too.
+    """
+    conn = await session.connection()
     try:
-        await session.flush()
-    except IntegrityError as err:  # the same person, the same pair, at the same instant
+        winner, loser = await _load_pair(conn, run_id, winner_id, loser_id)
+        low, high = sorted((winner_id, loser_id))
+        new_winner, new_loser = elo_update(winner.elo, loser.elo, k_factor)
+        try:
+            inserted = await conn.execute(
+                _INSERT_VOTE,
+                {
+                    "run_id": run_id,
+                    "step": winner.step,
+                    "low_id": low,
+                    "high_id": high,
+                    "winner_id": winner_id,
+                    "voter": voter,
+                    "created_at": utcnow(),
+                },
+            )
+        except IntegrityError as err:
+            raise DuplicateVote(
+                f"You already voted on #{low} vs #{high}; your first vote stands."
+            ) from err
+        vote_id = int(inserted.inserted_primary_key[0])
+        await conn.execute(
+            _RATE,
+            [{"cid": winner_id, "new_elo": new_winner}, {"cid": loser_id, "new_elo": new_loser}],
+        )
+    except Exception:
         await session.rollback()
-        raise DuplicateVote(
-            f"You already voted on #{low} vs #{high}; your first vote stands."
-        ) from err
-    result = VoteResult(
-        vote.id,
+        raise
+    await session.commit()
+    return VoteResult(
+        vote_id,
         run_id,
         winner.step,
         winner_id,
@@ -132,8 +176,6 @@ async def record_vote(
         new_loser,
         new_winner - winner.elo,
     )
-    await session.commit()
-    return result
 
 
 @dataclass(frozen=True)

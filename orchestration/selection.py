@@ -8,7 +8,6 @@ Every count here is an indexed aggregate; candidates are never loaded to be coun
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -107,36 +106,12 @@ _RUN_COLUMNS = (
 )
 _ROTATION = (
     select(
-        *_RUN_COLUMNS,
+        PipelineRun.id,
         select(SchedulerState.last_run_id).where(SchedulerState.id == 1).scalar_subquery(),
     )
     .where(PipelineRun.status == RunStatus.running, PipelineRun.held_reason.is_(None))
     .order_by(PipelineRun.id)
 )
-_ONE_RUN = select(*_RUN_COLUMNS).where(PipelineRun.id == bindparam("run_id"))
-
-
-async def _core(
-    session: AsyncSession, stmt: Executable, params: dict[str, Any] | None = None
-) -> CursorResult[Any]:
-    """Run a Core statement on the session's connection, skipping the ORM layer it needs not."""
-    conn = await session.connection()
-    return await conn.execute(stmt, params)
-
-
-def _plan(row: Sequence[Any]) -> RunPlan:
-    return RunPlan(*row[:8])
-
-
-async def runs_in_rotation(session: AsyncSession) -> tuple[list[RunPlan], int | None]:
-    """Running runs without a hold, in ascending id, and the run that got the previous job."""
-    rows = (await _core(session, _ROTATION)).all()
-    return [_plan(row) for row in rows], (rows[0][8] if rows else None)
-
-
-async def run_plan(session: AsyncSession, run_id: int) -> RunPlan | None:
-    row = (await _core(session, _ONE_RUN, {"run_id": run_id})).first()
-    return None if row is None else _plan(row)
 
 
 def _count(model: type[ImageCandidate] | type[Job], *where: ColumnElement[bool]) -> Any:
@@ -147,21 +122,43 @@ _RUN: BindParameter[int] = bindparam("run_id", type_=Integer)
 _FINAL: BindParameter[int] = bindparam("final_step", type_=Integer)
 _C, _J = ImageCandidate, Job
 _FLYING = and_(_J.run_id == _RUN, _J.status.in_(IN_FLIGHT))
-_COUNTS = select(
+# One round trip for everything selection needs to know of a run.
+_PLAN_AND_COUNTS = select(
+    *_RUN_COLUMNS,
     _count(_C, _C.run_id == _RUN),
     _count(_J, _FLYING),
     _count(_C, _C.run_id == _RUN, _C.step == 1),
     _count(_J, _FLYING, _J.step == 1),
-    _count(_C, _C.run_id == _RUN, _C.status == CandidateStatus.active, _C.step == _FINAL),
-    _count(_J, _FLYING, _J.step == _FINAL),
-)
+    _count(
+        _C, _C.run_id == _RUN, _C.status == CandidateStatus.active, _C.step == _STEPS_OF_PIPELINE
+    ),
+    _count(_J, _FLYING, _J.step == _STEPS_OF_PIPELINE),
+).where(PipelineRun.id == _RUN)
 
 
-async def run_counts(session: AsyncSession, run: RunPlan) -> RunCounts:
-    """All of a run's counts in one round trip."""
-    row = (await _core(session, _COUNTS, {"run_id": run.id, "final_step": run.steps})).one()
-    made, flying, base, base_flying, final, final_flying = row
-    return RunCounts(made, flying, base, base_flying, final + final_flying)
+async def _core(
+    session: AsyncSession, stmt: Executable, params: dict[str, Any] | None = None
+) -> CursorResult[Any]:
+    """Run a Core statement on the session's connection, skipping the ORM layer it needs not."""
+    conn = await session.connection()
+    return await conn.execute(stmt, params)
+
+
+async def runs_in_rotation(session: AsyncSession) -> list[int]:
+    """Ids of running runs without a hold, starting after the run that got the previous job."""
+    rows = (await _core(session, _ROTATION)).all()
+    ids = [row[0] for row in rows]
+    cursor = rows[0][1] if rows else None
+    start = 0 if cursor is None else next((i for i, r in enumerate(ids) if r > cursor), 0)
+    return ids[start:] + ids[:start]
+
+
+async def plan_and_counts(session: AsyncSession, run_id: int) -> tuple[RunPlan, RunCounts] | None:
+    row = (await _core(session, _PLAN_AND_COUNTS, {"run_id": run_id})).first()
+    if row is None:
+        return None
+    made, flying, base, base_flying, final, final_flying = row[8:]
+    return RunPlan(*row[:8]), RunCounts(made, flying, base, base_flying, final + final_flying)
 
 
 def eligible_parent_filter(gates: bool) -> list[ColumnElement[bool]]:
@@ -204,10 +201,13 @@ def raffle(candidates: list[tuple[int, float]], rng: random.Random) -> int:
 
 
 async def decide_for_run(
-    session: AsyncSession, run: RunPlan, rng: random.Random
+    session: AsyncSession, run_id: int, rng: random.Random
 ) -> JobDecision | None:
     """The job this run would get now, or None when it has no work."""
-    counts = await run_counts(session, run)
+    found = await plan_and_counts(session, run_id)
+    if found is None:
+        return None
+    run, counts = found
     if counts.made + counts.in_flight >= run.budget:
         return None
     base_open = counts.base_total < run.base_quota
@@ -247,13 +247,12 @@ async def decide_for_run(
 
 async def select_next_job(session: AsyncSession, rng: random.Random) -> JobDecision:
     """Round-robin over runs after the one that got the previous job; first with work wins."""
-    runs, cursor = await runs_in_rotation(session)
+    runs = await runs_in_rotation(session)
     if not runs:
         return JobDecision(Mode.no_work, "no running runs without a hold")
-    start = 0 if cursor is None else next((i for i, r in enumerate(runs) if r.id > cursor), 0)
     skipped: list[int] = []
-    for run in runs[start:] + runs[:start]:
-        decision = await decide_for_run(session, run, rng)
+    for run_id in runs:
+        decision = await decide_for_run(session, run_id, rng)
         if decision is not None:
             if skipped:
                 ids = ", ".join(str(i) for i in skipped)
@@ -266,5 +265,5 @@ async def select_next_job(session: AsyncSession, rng: random.Random) -> JobDecis
                     decision.deficit,
                 )
             return decision
-        skipped.append(run.id)
+        skipped.append(run_id)
     return JobDecision(Mode.no_work, f"no run has work ({len(runs)} running)")
