@@ -37,12 +37,18 @@ def populate(path: Path, per_run: int, rng: random.Random) -> int:
     con = sqlite3.connect(path)
     con.execute("PRAGMA foreign_keys=ON")
     now = "2026-01-01 00:00:00"
-    con.execute("INSERT INTO pipelines (id, name, description, source, created_at) "
-                "VALUES (1, 'bench', '', '', ?)", (now,))
+    con.execute(
+        "INSERT INTO pipelines (id, name, description, source, created_at) "
+        "VALUES (1, 'bench', '', '', ?)",
+        (now,),
+    )
     wf = json.dumps({"9": {"class_type": "SaveImage", "inputs": {}}})
     for pos in range(1, STEPS + 1):
-        con.execute("INSERT INTO pipeline_steps (pipeline_id, position, name, slug, workflow, "
-                    "variables) VALUES (1, ?, ?, ?, ?, '[]')", (pos, f"s{pos}", f"s{pos}", wf))
+        con.execute(
+            "INSERT INTO pipeline_steps (pipeline_id, position, name, slug, workflow, "
+            "variables) VALUES (1, ?, ?, ?, ?, '[]')",
+            (pos, f"s{pos}", f"s{pos}", wf),
+        )
     # A base image brings 1 + 3 + (0.8 * 3 + 0.2 * 1) * 3 = 11.8 candidates on average.
     bases = max(1, round(per_run / 11.8))
     next_id = 1
@@ -51,12 +57,17 @@ def populate(path: Path, per_run: int, rng: random.Random) -> int:
     for run in range(1, RUNS + 1):
         con.execute(
             "INSERT INTO pipeline_runs (id, pipeline_id, name, status, variables, max_children, "
-            "target_leaves, \"order\", gates, budget, top_k, base_quota, folder, created_by, "
+            'target_leaves, "order", gates, budget, top_k, base_quota, folder, created_by, '
             "created_at) VALUES (?, 1, ?, 'running', '{}', ?, 100000, 'breadth_first', 0, "
-            "1000000, 3, ?, '', '', ?)", (run, f"run {run}", N, bases, now))
+            "1000000, 3, ?, '', '', ?)",
+            (run, f"run {run}", N, bases, now),
+        )
         for pos in range(1, STEPS + 1):
-            con.execute("INSERT INTO pipeline_run_steps (run_id, step, step_id, approved) "
-                        "VALUES (?, ?, ?, ?)", (run, pos, pos, pos == 1))
+            con.execute(
+                "INSERT INTO pipeline_run_steps (run_id, step, step_id, approved) "
+                "VALUES (?, ?, ?, ?)",
+                (run, pos, pos, pos == 1),
+            )
 
         def add(step: int, parent: int | None, run: int = run) -> int:
             nonlocal next_id
@@ -76,15 +87,22 @@ def populate(path: Path, per_run: int, rng: random.Random) -> int:
     con.executemany(
         "INSERT INTO jobs (id, run_id, step, parent_id, mode, reason, seed, status, attempts, "
         "created_at) VALUES (?, ?, ?, NULL, 'child_generation', '', ?, 'succeeded', 1, ?)",
-        [(j[0], j[1], j[2], j[4], j[5]) for j in jobs])
+        [(j[0], j[1], j[2], j[4], j[5]) for j in jobs],
+    )
     con.executemany(
         "INSERT INTO image_candidates (id, run_id, step, parent_id, job_id, output_index, seed, "
         "image_path, elo, votes, status, advancing, child_slots, created_at) "
-        "VALUES (?, ?, ?, ?, ?, 0, 0, 'x.png', ?, 0, ?, NULL, 0, ?)", cands)
-    con.execute("UPDATE jobs SET parent_id = (SELECT parent_id FROM image_candidates c "
-                "WHERE c.id = jobs.id)")
-    con.execute("UPDATE image_candidates SET child_slots = (SELECT count(*) FROM "
-                "image_candidates ch WHERE ch.parent_id = image_candidates.id)")
+        "VALUES (?, ?, ?, ?, ?, 0, 0, 'x.png', ?, 0, ?, NULL, 0, ?)",
+        cands,
+    )
+    con.execute(
+        "UPDATE jobs SET parent_id = (SELECT parent_id FROM image_candidates c "
+        "WHERE c.id = jobs.id)"
+    )
+    con.execute(
+        "UPDATE image_candidates SET child_slots = (SELECT count(*) FROM "
+        "image_candidates ch WHERE ch.parent_id = image_candidates.id)"
+    )
     con.commit()
     con.execute("ANALYZE")
     con.close()
@@ -126,8 +144,10 @@ def main() -> None:
         made, t = run_scale(per_run, args.calls)
         med = statistics.median(t)
         medians.append(med)
-        print(f"{RUNS} runs, {made} candidates: median {med:.2f} ms, "
-              f"p95 {percentile(t, 95):.2f} ms over {len(t)} calls")
+        print(
+            f"{RUNS} runs, {made} candidates: median {med:.2f} ms, "
+            f"p95 {percentile(t, 95):.2f} ms over {len(t)} calls"
+        )
     print(f"median_ms={medians[0]:.2f} ratio_10x={medians[1] / medians[0]:.2f}")
 
 

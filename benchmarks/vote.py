@@ -18,6 +18,7 @@ import itertools
 import random
 import statistics
 import time
+from pathlib import Path
 
 from common import fresh_database_async, percentile
 from sqlalchemy import select
@@ -30,14 +31,12 @@ from orchestration.ratings import elo_update, record_vote
 from orchestration.runs import RunSettings, create_run
 
 CANDIDATES = 20
+REPO = Path(__file__).resolve().parents[1]
 
 
 async def setup(factory, tmp) -> tuple[int, list[int]]:
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
     async with factory() as s:
-        await import_pipeline(s, repo / "pipelines" / "cpu-demo")
+        await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
         run = await create_run(s, "cpu-demo", "vote bench", {}, RunSettings(max_children=20))
         rng = random.Random(0)
         for i in range(CANDIDATES):
@@ -60,9 +59,12 @@ async def voter(factory, run_id, name, pairs, rng, pause, latencies):
 
 async def lost_updates(factory, ids) -> int:
     async with factory() as s:
-        stored = {cid: elo for cid, elo in await s.execute(select(ImageCandidate.id, ImageCandidate.elo))}
-        votes = (await s.execute(
-            select(Vote.winner_id, Vote.low_id, Vote.high_id).order_by(Vote.id))).all()
+        stored = {
+            cid: elo for cid, elo in await s.execute(select(ImageCandidate.id, ImageCandidate.elo))
+        }
+        votes = (
+            await s.execute(select(Vote.winner_id, Vote.low_id, Vote.high_id).order_by(Vote.id))
+        ).all()
     replay = dict.fromkeys(ids, 1000.0)
     for winner, low, high in votes:
         loser = high if winner == low else low
@@ -81,8 +83,17 @@ async def one_pass(voters: int, votes: int, pause: bool) -> tuple[list[float], i
     tasks = []
     for v in range(voters):
         rng = random.Random(100 + v)
-        tasks.append(voter(factory, run_id, f"voter-{v}", rng.sample(all_pairs, per_voter), rng,
-                           pause, latencies))
+        tasks.append(
+            voter(
+                factory,
+                run_id,
+                f"voter-{v}",
+                rng.sample(all_pairs, per_voter),
+                rng,
+                pause,
+                latencies,
+            )
+        )
     t0 = time.perf_counter()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
@@ -98,12 +109,16 @@ def main() -> None:
     args = parser.parse_args()
 
     worst, worst_lost, worst_s = asyncio.run(one_pass(args.voters, args.votes, pause=False))
-    print(f"no pauses: {len(worst)} votes in {worst_s:.1f} s ({len(worst) / worst_s:.0f}/s), "
-          f"median {statistics.median(worst):.2f} ms, p95 {percentile(worst, 95):.2f} ms, "
-          f"lost updates {worst_lost}")
+    print(
+        f"no pauses: {len(worst)} votes in {worst_s:.1f} s ({len(worst) / worst_s:.0f}/s), "
+        f"median {statistics.median(worst):.2f} ms, p95 {percentile(worst, 95):.2f} ms, "
+        f"lost updates {worst_lost}"
+    )
     lat, lost, secs = asyncio.run(one_pass(args.voters, args.votes, pause=True))
-    print(f"human pace: {len(lat)} votes in {secs:.1f} s, median {statistics.median(lat):.2f} ms, "
-          f"p95 {percentile(lat, 95):.2f} ms, p99 {percentile(lat, 99):.2f} ms")
+    print(
+        f"human pace: {len(lat)} votes in {secs:.1f} s, median {statistics.median(lat):.2f} ms, "
+        f"p95 {percentile(lat, 95):.2f} ms, p99 {percentile(lat, 99):.2f} ms"
+    )
     print(f"p95_ms={percentile(lat, 95):.2f} lost_updates={lost + worst_lost}")
 
 

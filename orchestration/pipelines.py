@@ -5,6 +5,7 @@ pipeline); every step is a ComfyUI API-format workflow.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,8 @@ async def store_pipeline(session: AsyncSession, spec: PipelineSpec) -> ImportRes
 
 async def import_pipeline(session: AsyncSession, path: Path) -> ImportResult:
     """Validate every workflow first; store only when all of them are usable."""
-    return await store_pipeline(session, load_pipeline_spec(path))
+    spec = await asyncio.to_thread(load_pipeline_spec, path)  # file reads stay off the loop
+    return await store_pipeline(session, spec)
 
 
 @dataclass(frozen=True)
