@@ -157,7 +157,9 @@ async def record_vote(
             raise DuplicateVote(
                 f"You already voted on #{low} vs #{high}; your first vote stands."
             ) from err
-        vote_id = int(inserted.inserted_primary_key[0])
+        key = inserted.inserted_primary_key
+        assert key is not None, "an INSERT of one row reports its key"
+        vote_id = int(key[0])
         await conn.execute(
             _RATE,
             [{"cid": winner_id, "new_elo": new_winner}, {"cid": loser_id, "new_elo": new_loser}],

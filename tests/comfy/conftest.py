@@ -1,0 +1,111 @@
+"""Fixtures for the ComfyUI client and simulator tests: recordings, a simulator, fast clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from comfy.client import ComfyClient
+from comfy.simulator import SimulatedComfy
+
+# shared/ sits beside the repository (in CI too); the recordings are facts, not fixtures we own.
+TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "comfyui-traces"
+
+
+def trace_files() -> list[Path]:
+    return sorted(TRACES.glob("*.json")) if TRACES.is_dir() else []
+
+
+def load_trace(name: str) -> dict[str, Any]:
+    path = TRACES / name
+    if not path.is_file():
+        pytest.skip(f"ComfyUI recording {name} not found in {TRACES} "
+                    "(shared/ is not beside the repo)")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+requires_traces = pytest.mark.skipif(
+    not TRACES.is_dir(),
+    reason=f"ComfyUI recordings not found at {TRACES} (shared/ is not beside the repo)",
+)
+
+
+def fast_client(url: str, **overrides: Any) -> ComfyClient:
+    """A client with millisecond backoffs so failure paths stay quick."""
+    options: dict[str, Any] = {
+        "retry_attempts": 3,
+        "retry_wait": 0.01,
+        "retry_max_wait": 0.05,
+        "request_timeout": 5.0,
+        "connect_timeout": 2.0,
+        "poll_interval": 0.05,
+        "idle_poll_interval": 2.0,
+        "history_grace": 1.0,
+    }
+    options.update(overrides)
+    return ComfyClient(url, **options)
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[SimulatedComfy]:
+    async with SimulatedComfy(duration=0.02, root=tmp_path / "comfy", seed=1) as server:
+        yield server
+
+
+@pytest.fixture
+async def client(sim: SimulatedComfy) -> AsyncIterator[ComfyClient]:
+    async with fast_client(sim.url) as comfy:
+        yield comfy
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Run an aiohttp app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+# Workflows used across the tests, in ComfyUI's API format.
+
+def invert_workflow(prefix: str = "curator/run-3/step-1-base/c", batch: int = 2) -> dict[str, Any]:
+    return {
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": 32, "height": 24, "batch_size": batch, "color": 255}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
+    }
+
+
+def txt2img_workflow(
+    seed: int = 1, text: str = "a lighthouse at dawn", ckpt: str = "sd_xl_base_1.0.safetensors",
+    steps: int = 4, size: int = 64,
+) -> dict[str, Any]:
+    """ComfyUI's default workflow, exported in API format."""
+    return {
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": seed, "steps": steps, "cfg": 8, "sampler_name": "euler",
+            "scheduler": "normal", "denoise": 1, "model": ["4", 0], "positive": ["6", 0],
+            "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "5": {"class_type": "EmptyLatentImage",
+              "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "t2i", "images": ["8", 0]}},
+    }
+

@@ -1,0 +1,606 @@
+"""SimulatedComfy speaks the recorded protocol and runs a useful subset of nodes.
+
+The conformance tests send the requests of each recording to the simulator with a plain aiohttp
+session (not our client) and compare the answers' shapes (keys and value types, recursively) and
+the websocket frame order with the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from comfy.simulator import SimulatedComfy, serve
+from tests.comfy.conftest import invert_workflow, load_trace, txt2img_workflow
+
+ENDINGS = {"execution_success", "execution_error", "execution_interrupted"}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(item) for item in value]
+    return type(value).__name__
+
+
+def assert_same_shape(recorded: Any, actual: Any, where: str = "$") -> None:
+    """Same keys and value types, recursively. Lists of different lengths compare as the set of
+    their item shapes (a traceback has as many lines as it has)."""
+    if isinstance(recorded, dict):
+        assert isinstance(actual, dict), f"{where}: expected an object, got {actual!r:.80}"
+        assert set(actual) == set(recorded), f"{where}: keys {sorted(actual)} != {sorted(recorded)}"
+        for key in recorded:
+            assert_same_shape(recorded[key], actual[key], f"{where}.{key}")
+    elif isinstance(recorded, list):
+        assert isinstance(actual, list), f"{where}: expected a list, got {actual!r:.80}"
+        if len(recorded) == len(actual):
+            for index, (rec, act) in enumerate(zip(recorded, actual, strict=True)):
+                assert_same_shape(rec, act, f"{where}[{index}]")
+        else:
+            as_text = lambda items: {json.dumps(shape(i), sort_keys=True) for i in items}  # noqa: E731
+            assert as_text(actual) == as_text(recorded), f"{where}: item shapes differ"
+    else:
+        assert type(actual) is type(recorded), (
+            f"{where}: {type(actual).__name__} {actual!r:.60} != {type(recorded).__name__}")
+
+
+class Frames:
+    """Collects websocket frames in the background; tests wait for the one they need."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.items: list[dict[str, Any]] = []
+        self.binary = 0
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.items.append(json.loads(msg.data))
+            else:
+                self.binary += 1
+            self._changed.set()
+        self._changed.set()
+
+    async def until(self, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        async with asyncio.timeout(5):
+            while True:
+                for frame in self.items:
+                    if test(frame):
+                        return frame
+                self._changed.clear()
+                await self._changed.wait()
+
+    def types(self, *, upto_end: bool = True, status: bool = True) -> list[str]:
+        kinds = [f["type"] for f in self.items if status or f["type"] != "status"]
+        if upto_end:
+            ends = [i for i, kind in enumerate(kinds) if kind in ENDINGS]
+            kinds = kinds[: ends[0] + 1] if ends else kinds
+        return kinds
+
+    async def close(self) -> None:
+        await self.ws.close()
+        with suppress(asyncio.CancelledError):
+            await self._task
+
+
+@asynccontextmanager
+async def session(sim: SimulatedComfy) -> AsyncIterator[tuple[aiohttp.ClientSession, Frames, str]]:
+    client_id = uuid.uuid4().hex
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{sim.url}/ws", params={"clientId": client_id})
+        frames = Frames(ws)
+        await frames.until(lambda f: f["type"] == "status")
+        try:
+            yield http, frames, client_id
+        finally:
+            await frames.close()
+
+
+async def post_prompt(
+    http: aiohttp.ClientSession, sim: SimulatedComfy, workflow: dict[str, Any], client_id: str
+) -> tuple[int, Any]:
+    async with http.post(f"{sim.url}/prompt",
+                         json={"prompt": workflow, "client_id": client_id}) as resp:
+        return resp.status, await resp.json()
+
+
+async def get_json(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with http.get(url) as resp:
+        return resp.status, await resp.json()
+
+
+def png(color: tuple[int, int, int], size: tuple[int, int] = (16, 12)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def upload(
+    http: aiohttp.ClientSession, sim: SimulatedComfy, data: bytes, name: str,
+    subfolder: str = "", overwrite: str = "true",
+) -> tuple[int, Any]:
+    form = aiohttp.FormData()
+    form.add_field("image", data, filename=name, content_type="image/png")
+    form.add_field("subfolder", subfolder)
+    form.add_field("overwrite", overwrite)
+    async with http.post(f"{sim.url}/upload/image", data=form) as resp:
+        return resp.status, (await resp.json() if resp.status == 200 else None)
+
+
+async def run_prompt(sim: SimulatedComfy, workflow: dict[str, Any]) -> dict[str, Any]:
+    """Run one prompt through raw HTTP; returns its history entry."""
+    async with session(sim) as (http, frames, cid):
+        status, body = await post_prompt(http, sim, workflow, cid)
+        assert status == 200, body
+        pid = body["prompt_id"]
+        await frames.until(lambda f: f["type"] == "executing" and f["data"]["node"] is None
+                           and f["data"]["prompt_id"] == pid)
+        _, history = await get_json(http, f"{sim.url}/history/{pid}")
+        entry: dict[str, Any] = history[pid]
+        return entry
+
+
+async def view(sim: SimulatedComfy, image: dict[str, str]) -> Image.Image:
+    async with aiohttp.ClientSession() as http, http.get(f"{sim.url}/view", params=image) as resp:
+        assert resp.status == 200
+        return Image.open(io.BytesIO(await resp.read()))
+
+
+# -- conformance with the recordings -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["01_success.json", "02_upload_img2img.json",
+                                  "06_runtime_error.json"])
+async def test_a_recorded_run_has_the_same_shapes_and_frame_order(
+    sim: SimulatedComfy, name: str
+) -> None:
+    trace = load_trace(name)
+    recorded_pid = trace["post_response"]["prompt_id"]
+    recorded_entry = trace["history"][recorded_pid]
+    workflow = recorded_entry["prompt"][2]
+    async with session(sim) as (http, frames, cid):
+        if "upload_response" in trace:
+            status, answer = await upload(http, sim, png((200, 40, 40)), "parent-7.png",
+                                          subfolder="curator")
+            assert status == trace["upload_status"]
+            assert answer == trace["upload_response"]
+        status, body = await post_prompt(http, sim, workflow, cid)
+        assert status == trace["post_status"]
+        assert_same_shape(trace["post_response"], body)
+        pid = body["prompt_id"]
+        await frames.until(lambda f: f["type"] in ENDINGS)
+        # After the end frame ComfyUI writes history, then says `executing` with node null.
+        await frames.until(lambda f: f["type"] == "executing" and f["data"]["node"] is None)
+        recorded_frames = trace["ws_messages"]
+        assert frames.types() == [f["type"] for f in recorded_frames]
+        for index, (rec, act) in enumerate(zip(recorded_frames, frames.items, strict=False)):
+            assert_same_shape(rec, act, f"frame[{index}] {rec['type']}")
+
+        status, history = await get_json(http, f"{sim.url}/history/{pid}")
+        assert status == trace["history_status"]
+        assert list(history) == [pid]
+        assert_same_shape(recorded_entry, history[pid])
+        assert history[pid]["status"]["status_str"] == recorded_entry["status"]["status_str"]
+        assert history[pid]["prompt"][2] == workflow
+        assert history[pid]["prompt"][3] == {"client_id": cid}
+
+        for image, recorded_view in zip(
+            [i for out in history[pid]["outputs"].values() for i in out["images"]],
+            trace.get("view", []), strict=True,
+        ):
+            async with http.get(f"{sim.url}/view", params=image) as resp:
+                assert resp.status == recorded_view["status"]
+                assert resp.content_type == recorded_view["content_type"]
+
+
+def loadimage_workflow(image: str) -> dict[str, Any]:
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 3,
+                                                    "sigma": 1.0}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "c"}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "workflow"),
+    [
+        ("03_node_errors.json", loadimage_workflow("does-not-exist.png")),
+        ("04_unknown_node.json", {"1": {"class_type": "NoSuchNode", "inputs": {}},
+                                  "2": invert_workflow()["3"]}),
+        ("05_no_outputs.json", {"1": invert_workflow()["1"], "2": invert_workflow()["2"]}),
+        ("08_missing_model.json", txt2img_workflow(ckpt="sd_xl_base_1.0.safetensors")),
+    ],
+)
+async def test_rejections_match_the_recorded_bodies(
+    sim: SimulatedComfy, name: str, workflow: dict[str, Any]
+) -> None:
+    trace = load_trace(name)
+    sim.installed_models.clear()  # the recording server had no model files
+    async with session(sim) as (http, _, cid):
+        status, body = await post_prompt(http, sim, workflow, cid)
+    assert status == trace["post_status"] == 400
+    assert body == trace["post_response"]
+
+
+async def test_queue_delete_interrupt_and_misc_like_recording_07(tmp_path: Path) -> None:
+    trace = load_trace("07_interrupt_queue_misc.json")
+    first_pid = trace["first"]["prompt_id"]
+    workflow = json.loads(json.dumps(trace["history"][first_pid]["prompt"][2]))
+    workflow["1"]["inputs"].update(width=64, height=64)  # 2048² blurs would only cost time
+    async with (
+        SimulatedComfy(duration=0.6, root=tmp_path) as sim,
+        session(sim) as (http, frames, cid),
+    ):
+        status, first = await post_prompt(http, sim, workflow, cid)
+        assert status == 200
+        assert_same_shape(trace["first"], first)
+        _, second = await post_prompt(http, sim, workflow, cid)
+        assert second["number"] == first["number"] + 1
+        await frames.until(lambda f: f["type"] == "executing")
+
+        _, queue = await get_json(http, f"{sim.url}/queue")
+        recorded = trace["queue_while_running"]
+        assert len(queue["queue_running"]) == recorded["queue_running_len"]
+        assert len(queue["queue_pending"]) == recorded["queue_pending_len"]
+        running = queue["queue_running"][0]
+        assert [type(v).__name__ for v in running] == recorded["running_item_shape"]
+        assert running[1] == first["prompt_id"]
+
+        async with http.post(f"{sim.url}/queue", json={"delete": [second["prompt_id"]]}) as resp:
+            assert resp.status == trace["delete_status"]
+        await frames.until(lambda f: f["type"] == "executing" and f["data"]["node"] == "3")
+        async with http.post(f"{sim.url}/interrupt") as resp:
+            assert resp.status == trace["interrupt_status"]
+        end = await frames.until(lambda f: f["type"] in ENDINGS)
+        assert end["type"] == "execution_interrupted"
+        recorded_end = trace["ws_messages"][-1]
+        assert_same_shape(recorded_end, end)
+        assert end["data"]["node_id"] == recorded_end["data"]["node_id"] == "3"
+        assert sorted(end["data"]["executed"]) == sorted(recorded_end["data"]["executed"])
+        assert frames.types(status=False) == [
+            f["type"] for f in trace["ws_messages"] if f["type"] != "status"]
+
+        await frames.until(lambda f: f["type"] == "executing" and f["data"]["node"] is None)
+        _, history = await get_json(http, f"{sim.url}/history/{first['prompt_id']}")
+        assert_same_shape(trace["history"][first_pid], history[first["prompt_id"]])
+        assert history[first["prompt_id"]]["status"]["status_str"] == "error"
+        assert (await get_json(http, f"{sim.url}/history/{second['prompt_id']}"))[1] == (
+            trace["history_deleted"])
+        assert (await get_json(http, f"{sim.url}/queue"))[1] == trace["queue_after"]
+        unknown = await get_json(http, f"{sim.url}/history/{uuid.uuid4()}")
+        assert unknown == (trace["history_unknown"]["status"], trace["history_unknown"]["body"])
+        async with http.get(f"{sim.url}/view", params={"filename": "../main.py"}) as resp:
+            assert resp.status == trace["view_traversal_status"]
+        async with http.get(f"{sim.url}/view", params={"filename": "missing.png"}) as resp:
+            assert resp.status == trace["view_missing_status"]
+        _, stats = await get_json(http, f"{sim.url}/system_stats")
+        assert_same_shape(trace["system_stats"], stats)
+
+        sim.installed_models.clear()
+        for node, recorded_info in trace["object_info_subset"].items():
+            _, info = await get_json(http, f"{sim.url}/object_info/{node}")
+            ours = info[node]
+            assert set(ours) <= set(recorded_info), node
+            for key in ("name", "display_name", "category", "output", "output_node",
+                        "output_name", "output_is_list", "python_module", "input_order"):
+                assert ours[key] == recorded_info[key], (node, key)
+            for input_name, spec in recorded_info["input"]["required"].items():
+                mine = ours["input"]["required"][input_name]
+                assert type(mine[0]) is type(spec[0]), (node, input_name)
+                if isinstance(spec[0], str):
+                    assert mine[0] == spec[0], (node, input_name)
+                limits = {k: v for k, v in (spec[1] if len(spec) > 1 else {}).items()
+                          if k in ("default", "min", "max")}
+                assert {k: mine[1][k] for k in limits} == limits, (node, input_name)
+
+
+# -- execution semantics -----------------------------------------------------------------------
+
+
+async def test_save_image_names_files_like_comfyui_and_continues_the_counter(
+    sim: SimulatedComfy,
+) -> None:
+    first = await run_prompt(sim, invert_workflow("curator/run-3/step-1-base/c", batch=2))
+    second = await run_prompt(sim, invert_workflow("curator/run-3/step-1-base/c", batch=1))
+    names = [i["filename"] for e in (first, second) for i in e["outputs"]["3"]["images"]]
+    assert names == ["c_00001_.png", "c_00002_.png", "c_00003_.png"]
+    image = first["outputs"]["3"]["images"][0]
+    assert image == {"filename": "c_00001_.png", "subfolder": "curator/run-3/step-1-base",
+                     "type": "output"}
+    assert (sim.root / "output/curator/run-3/step-1-base/c_00003_.png").is_file()
+    picture = await view(sim, image)
+    assert picture.size == (32, 24)
+    assert picture.convert("RGB").getpixel((0, 0)) == (255, 255, 0)  # inverted 0x0000FF
+    assert json.loads(picture.info["prompt"])["3"]["class_type"] == "SaveImage"
+
+
+async def test_preview_images_go_to_temp(sim: SimulatedComfy) -> None:
+    workflow = invert_workflow()
+    workflow["3"] = {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}
+    entry = await run_prompt(sim, workflow)
+    images = entry["outputs"]["3"]["images"]
+    assert [i["type"] for i in images] == ["temp", "temp"]
+    assert images[0]["filename"].startswith("ComfyUI_temp_")
+    assert (await view(sim, images[0])).size == (32, 24)
+
+
+async def test_txt2img_images_depend_on_seed_and_prompt(sim: SimulatedComfy) -> None:
+    async def render(**kwargs: Any) -> bytes:
+        entry = await run_prompt(sim, txt2img_workflow(**kwargs))
+        picture = await view(sim, entry["outputs"]["9"]["images"][0])
+        assert picture.size == (64, 64)
+        return picture.convert("RGB").tobytes()
+
+    one = await render(seed=1)
+    assert await render(seed=1) == one
+    assert await render(seed=2) != one
+    assert await render(seed=1, text="a forest") != one
+
+
+async def test_img2img_and_image_ops_use_the_uploaded_file(sim: SimulatedComfy) -> None:
+    async with aiohttp.ClientSession() as http:
+        status, answer = await upload(http, sim, png((250, 10, 10), (40, 20)), "p.png", "curator")
+    assert status == 200
+    assert answer == {"name": "p.png", "subfolder": "curator", "type": "input"}
+    workflow = txt2img_workflow(seed=3)
+    workflow["10"] = {"class_type": "LoadImage", "inputs": {"image": "curator/p.png"}}
+    workflow["11"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}
+    workflow["3"]["inputs"].update(latent_image=["11", 0], denoise=0.0)
+    workflow["12"] = {"class_type": "ImageScaleBy", "inputs": {
+        "image": ["8", 0], "upscale_method": "bilinear", "scale_by": 2.0}}
+    workflow["13"] = {"class_type": "ImageScale", "inputs": {
+        "image": ["12", 0], "upscale_method": "nearest-exact", "width": 10, "height": 0,
+        "crop": "disabled"}}
+    workflow["9"]["inputs"]["images"] = ["13", 0]
+    entry = await run_prompt(sim, workflow)
+    picture = (await view(sim, entry["outputs"]["9"]["images"][0])).convert("RGB")
+    assert picture.size == (10, 5)
+    assert picture.getpixel((5, 2)) == (250, 10, 10)  # denoise 0 keeps the encoded image
+
+
+async def test_blur_changes_a_detailed_image(sim: SimulatedComfy) -> None:
+    source = Image.new("RGB", (20, 20), (0, 0, 0))
+    source.paste((255, 255, 255), (10, 0, 20, 20))
+    buffer = io.BytesIO()
+    source.save(buffer, format="PNG")
+    async with aiohttp.ClientSession() as http:
+        await upload(http, sim, buffer.getvalue(), "edge.png")
+    entry = await run_prompt(sim, loadimage_workflow("edge.png"))
+    picture = (await view(sim, entry["outputs"]["3"]["images"][0])).convert("RGB")
+    left, right = picture.getpixel((9, 10)), picture.getpixel((10, 10))
+    assert 0 < left[0] < right[0] < 255
+
+
+async def test_prompts_run_one_at_a_time_in_submission_order(sim: SimulatedComfy) -> None:
+    async with session(sim) as (http, _, cid):
+        pids = [(await post_prompt(http, sim, invert_workflow(batch=1), cid))[1]["prompt_id"]
+                for _ in range(4)]
+        async with asyncio.timeout(5):
+            await sim.wait_idle()
+    assert [t.prompt_id for t in sim.timings] == pids
+    for before, after in zip(sim.timings, sim.timings[1:], strict=False):
+        assert before.ended is not None and after.started is not None
+        assert after.started >= before.ended
+    assert all(t.status == "success" for t in sim.timings)
+    gaps = sim.idle_gaps()
+    assert len(gaps) == 3 and all(0 <= g < 0.05 for g in gaps)
+    for timing in sim.timings:
+        assert timing.ended is not None and timing.started is not None
+        assert timing.ended - timing.started >= sim.duration * 0.9
+
+
+async def test_sampler_progress_frames(sim: SimulatedComfy) -> None:
+    async with session(sim) as (http, frames, cid):
+        _, body = await post_prompt(http, sim, txt2img_workflow(steps=5), cid)
+        await frames.until(lambda f: f["type"] == "execution_success")
+    progress = [f["data"] for f in frames.items if f["type"] == "progress"]
+    assert [(p["value"], p["max"], p["node"]) for p in progress] == [
+        (step, 5, "3") for step in range(1, 6)]
+    assert all(p["prompt_id"] == body["prompt_id"] for p in progress)
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+async def submit(sim: SimulatedComfy, workflow: Any) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{sim.url}/prompt", json={"prompt": workflow}) as resp,
+    ):
+        if resp.content_type != "application/json":
+            return resp.status, await resp.text()
+        return resp.status, await resp.json()
+
+
+async def test_checkpoints_are_checked_against_the_installed_list(sim: SimulatedComfy) -> None:
+    status, body = await submit(sim, txt2img_workflow(ckpt="nope.safetensors"))
+    assert status == 400
+    error = body["node_errors"]["4"]["errors"][0]
+    assert error["type"] == "value_not_in_list"
+    assert error["details"] == (
+        "ckpt_name: 'nope.safetensors' not in "
+        "['sd_xl_base_1.0.safetensors', 'v1-5-pruned-emaonly.safetensors']")
+    assert (await submit(sim, txt2img_workflow()))[0] == 200
+
+
+async def test_validation_errors_have_comfyui_shapes(sim: SimulatedComfy) -> None:
+    workflow = invert_workflow()
+    workflow["1"]["inputs"]["width"] = 0
+    del workflow["1"]["inputs"]["color"]
+    workflow["2"]["inputs"]["image"] = ["3", 0]  # SaveImage has no outputs
+    status, body = await submit(sim, workflow)
+    assert status == 400
+    assert body["error"]["type"] == "prompt_outputs_failed_validation"
+    errors = {e["type"] for e in body["node_errors"]["2"]["errors"]}
+    assert errors == {"bad_linked_input"}
+    workflow["2"]["inputs"]["image"] = ["1", 0]
+    status, body = await submit(sim, workflow)
+    kinds = [e["type"] for e in body["node_errors"]["1"]["errors"]]
+    assert kinds == ["value_smaller_than_min", "required_input_missing"]
+    assert body["node_errors"]["1"]["dependent_outputs"] == ["3"]
+    txt = txt2img_workflow()
+    txt["8"]["inputs"]["samples"] = ["4", 0]
+    status, body = await submit(sim, txt)
+    assert body["node_errors"]["8"]["errors"][0]["type"] == "return_type_mismatch"
+    assert (await submit(sim, {"1": {"inputs": {}}}))[1]["error"]["type"] == "invalid_prompt"
+
+
+async def test_nodes_no_output_needs_are_not_validated_or_run(sim: SimulatedComfy) -> None:
+    workflow = invert_workflow(batch=1)
+    workflow["8"] = {"class_type": "KSampler", "inputs": {"seed": 1}}  # broken, but unreached
+    entry = await run_prompt(sim, workflow)
+    assert entry["status"]["status_str"] == "success"
+    assert "8" not in entry["outputs"]
+
+
+async def test_valid_outputs_run_when_another_output_is_invalid(sim: SimulatedComfy) -> None:
+    workflow = invert_workflow(batch=1)
+    workflow["4"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0]}}
+    workflow["5"] = {"class_type": "LoadImage", "inputs": {"image": "missing.png"}}
+    async with session(sim) as (http, frames, cid):
+        status, body = await post_prompt(http, sim, workflow, cid)
+        assert status == 200
+        assert body["node_errors"]["5"]["dependent_outputs"] == ["4"]
+        await frames.until(lambda f: f["type"] == "execution_success")
+    assert sim.history_entry(body["prompt_id"])["outputs"].keys() == {"3"}  # type: ignore[index]
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+async def test_upload_rules(sim: SimulatedComfy) -> None:
+    async with aiohttp.ClientSession() as http:
+        assert (await upload(http, sim, png((1, 2, 3)), "a.png"))[1]["name"] == "a.png"
+        assert (await upload(http, sim, png((1, 2, 3)), "a.png", overwrite="false"))[1][
+            "name"] == "a.png"  # same bytes: kept as is
+        assert (await upload(http, sim, png((9, 9, 9)), "a.png", overwrite="false"))[1][
+            "name"] == "a (1).png"
+        assert (await upload(http, sim, png((9, 9, 9)), "b.png", subfolder="../x"))[0] == 400
+        async with http.get(f"{sim.url}/view",
+                            params={"filename": "a.png", "type": "input"}) as resp:
+            assert resp.status == 200
+        async with http.get(f"{sim.url}/view",
+                            params={"filename": "a.png", "subfolder": "../input"}) as resp:
+            assert resp.status == 403
+        async with http.get(f"{sim.url}/api/object_info/LoadImage") as resp:
+            info = await resp.json()
+        assert info["LoadImage"]["input"]["required"]["image"][0] == ["a (1).png", "a.png"]
+
+
+# -- faults and lifecycle ----------------------------------------------------------------------
+
+
+async def test_fail_next_prompt_reports_an_execution_error(sim: SimulatedComfy) -> None:
+    sim.fail_next_prompt("CUDA out of memory")
+    entry = await run_prompt(sim, invert_workflow())
+    assert entry["status"]["status_str"] == "error"
+    kind, data = entry["status"]["messages"][-1]
+    assert kind == "execution_error"
+    assert (data["node_id"], data["node_type"], data["exception_type"]) == (
+        "2", "ImageInvert", "RuntimeError")
+    assert data["exception_message"].strip() == "CUDA out of memory"
+    assert data["executed"] == ["1"]
+    assert (await run_prompt(sim, invert_workflow()))["status"]["status_str"] == "success"
+
+
+async def test_reject_next_submit_and_http_faults(sim: SimulatedComfy) -> None:
+    sim.reject_next_submit({"error": "nope", "node_errors": {}})
+    assert await submit(sim, invert_workflow()) == (400, {"error": "nope", "node_errors": {}})
+    sim.fail_requests(2, status=503)
+    assert (await submit(sim, invert_workflow()))[0] == 503
+    async with aiohttp.ClientSession() as http, http.get(f"{sim.url}/queue") as resp:
+        assert resp.status == 503
+    assert (await submit(sim, invert_workflow()))[0] == 200
+    sim.fail_requests(1, status=500, after_handling=True)
+    assert (await submit(sim, invert_workflow()))[0] == 500
+    async with asyncio.timeout(5):
+        await sim.wait_idle()
+    assert len(sim.timings) == 2  # the request whose answer was lost still ran
+
+
+async def test_websockets_can_be_dropped_mid_prompt_and_refused(sim: SimulatedComfy) -> None:
+    sim.duration = 0.3
+    sim.drop_websockets_mid_prompt()
+    async with session(sim) as (http, frames, cid):
+        _, body = await post_prompt(http, sim, invert_workflow(), cid)
+        async with asyncio.timeout(5):
+            await frames._task  # the server closed it
+        assert frames.types(upto_end=False)[-1] == "executing"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{sim.url}/ws", params={"clientId": cid})
+        assert refused.value.status == 503
+        async with asyncio.timeout(5):
+            await sim.wait_idle()
+        assert sim.history_entry(body["prompt_id"]) is not None
+        ws = await http.ws_connect(f"{sim.url}/ws", params={"clientId": cid})  # allowed again
+        await ws.close()
+    sim.refuse_websockets()
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await http.ws_connect(f"{sim.url}/ws")
+    sim.refuse_websockets(False)
+
+
+async def test_going_down_and_coming_back_on_the_same_port(sim: SimulatedComfy) -> None:
+    url = sim.url
+    entry = await run_prompt(sim, invert_workflow())
+    pid = entry["prompt"][1]
+    await sim.go_down()
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await http.get(f"{url}/queue")
+    await sim.come_up()
+    assert sim.url == url
+    async with aiohttp.ClientSession() as http:
+        assert (await get_json(http, f"{url}/history/{pid}"))[1][pid] == entry
+    await sim.go_down(crash=True)
+    await sim.come_up()
+    async with aiohttp.ClientSession() as http:
+        assert (await get_json(http, f"{url}/history/{pid}"))[1] == {}
+    assert (await run_prompt(sim, invert_workflow()))["prompt"][0] == 0  # numbering restarted
+
+
+async def test_pause_keeps_prompts_pending(sim: SimulatedComfy) -> None:
+    sim.pause()
+    status, body = await submit(sim, invert_workflow())
+    assert status == 200
+    await asyncio.sleep(0.05)
+    assert sim.pending == [body["prompt_id"]] and sim.running is None
+    sim.resume()
+    async with asyncio.timeout(5):
+        await sim.wait_idle()
+    assert sim.history_entry(body["prompt_id"]) is not None
+
+
+async def test_serve_runs_until_cancelled(unused_tcp_port: int, tmp_path: Path) -> None:
+    task = asyncio.create_task(serve("127.0.0.1", unused_tcp_port, duration=0.01, root=tmp_path))
+    try:
+        async with asyncio.timeout(5), aiohttp.ClientSession() as http:
+            while True:
+                with suppress(aiohttp.ClientConnectionError):
+                    status, stats = await get_json(
+                        http, f"http://127.0.0.1:{unused_tcp_port}/system_stats")
+                    break
+                await asyncio.sleep(0.02)
+        assert status == 200 and stats["system"]["comfyui_version"] == "0.3.64"
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
