@@ -24,6 +24,7 @@ from db.models import (
     JobStatus,
     PipelineRun,
     PipelineRunStep,
+    PipelineStep,
     SchedulerState,
 )
 from orchestration.errors import NotFound
@@ -217,3 +218,85 @@ async def recount_child_slots(session: AsyncSession) -> int:
     )
     await session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a worker needs to run or follow one job, read in one short session."""
+
+    job_id: int
+    run_id: int
+    step: int
+    status: JobStatus
+    run_folder: str
+    step_slug: str
+    parent_id: int | None
+    parent_path: str | None
+    prompt_id: str | None
+    worker: str | None
+
+
+async def job_context(session: AsyncSession, job_id: int) -> JobContext:
+    job = await get_job(session, job_id)
+    run = await session.get_one(PipelineRun, job.run_id)
+    run_step = await session.get_one(PipelineRunStep, (job.run_id, job.step))
+    step = await session.get_one(PipelineStep, run_step.step_id)
+    parent_path = None
+    if job.parent_id is not None:
+        parent_path = (await session.get_one(ImageCandidate, job.parent_id)).image_path
+    return JobContext(job.id, job.run_id, job.step, job.status, run.folder, step.slug,
+                      job.parent_id, parent_path, job.prompt_id, job.worker)
+
+
+async def mark_submitted(session: AsyncSession, job_id: int, prompt_id: str, worker: str) -> None:
+    """Record the prompt id before the prompt is posted: a crash then leaves an id to look up."""
+    job = await get_job(session, job_id)
+    job.prompt_id = prompt_id
+    job.worker = worker
+    job.status = JobStatus.submitted
+    job.attempts += 1
+    job.submitted_at = utcnow()
+    await session.commit()
+
+
+async def mark_running(session: AsyncSession, job_id: int) -> None:
+    job = await get_job(session, job_id)
+    if job.status is JobStatus.submitted:
+        job.status = JobStatus.running
+        job.started_at = utcnow()
+        await session.commit()
+
+
+async def unfinished_jobs(session: AsyncSession, worker: str) -> list[int]:
+    """Jobs a worker left submitted or running (a crash, a stop, an outage), oldest first."""
+    rows = await session.scalars(
+        select(Job.id)
+        .where(Job.worker == worker, Job.status.in_((JobStatus.submitted, JobStatus.running)))
+        .order_by(Job.id)
+    )
+    return list(rows)
+
+
+async def cancel_unsubmitted(session: AsyncSession) -> int:
+    """Pending jobs never reached ComfyUI; cancelling frees their place for a fresh selection."""
+    ids = list(await session.scalars(select(Job.id).where(Job.status == JobStatus.pending)))
+    for job_id in ids:
+        await end_job(session, job_id, "not submitted before the scheduler stopped",
+                      JobStatus.cancelled)
+    return len(ids)
+
+
+async def failure_streak(session: AsyncSession, run_id: int, step: int, length: int) -> list[str]:
+    """The errors of the last `length` ended jobs of a run's step, if every one of them failed."""
+    rows = (
+        await session.execute(
+            select(Job.status, Job.error)
+            .where(Job.run_id == run_id, Job.step == step,
+                   Job.status.in_((JobStatus.succeeded, JobStatus.failed)))
+            .order_by(Job.finished_at.desc(), Job.id.desc())
+            .limit(length)
+        )
+    ).all()
+    if len(rows) < length or any(status is not JobStatus.failed for status, _ in rows):
+        return []
+    return [error or "unknown error" for _, error in rows]

@@ -1,0 +1,410 @@
+"""The scheduler: keeps every ComfyUI worker busy with one job at a time (DESIGN §1.6).
+
+Each worker URL gets a loop: claim the next job, upload the parent image, build the payload,
+record the prompt id, submit, follow it over the websocket, download every image, write the
+files, then create the candidates. Work is event-driven — a job's end, `wake()` (a vote, an
+approval, a run started or resumed) — with an APScheduler interval job as the safety net.
+
+Order of writes, so that a crash anywhere leaves the database consistent: the prompt id is
+stored before the prompt is posted; image files are written before the rows that point at
+them; candidates are created in one transaction with the job's end, once per job. At start-up
+each worker first reconciles the jobs it left submitted or running with ComfyUI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import select
+
+from comfy.client import ComfyClient, PromptResult
+from comfy.errors import ComfyError, ComfyRejected, ComfyUnavailable
+from db.engine import SessionFactory
+from db.models import Job, JobStatus
+from orchestration.errors import DomainError
+from orchestration.jobs import (
+    ClaimedJob,
+    JobContext,
+    StoredImage,
+    cancel_unsubmitted,
+    claim_next_job,
+    complete_job,
+    end_job,
+    failure_streak,
+    job_context,
+    mark_running,
+    mark_submitted,
+    recount_child_slots,
+    unfinished_jobs,
+)
+from orchestration.payload import build_job_payload
+from orchestration.runs import hold_run
+from orchestration.storage import image_relpath, write_atomically
+
+log = logging.getLogger(__name__)
+
+HOLD_AFTER_FAILURES = 3
+UPLOAD_SUBFOLDER = "comfy-curator"
+
+EventKind = Literal["job_succeeded", "job_failed", "run_held", "worker_down", "worker_up"]
+
+
+@dataclass(frozen=True)
+class SchedulerEvent:
+    """Something the bot may tell people about."""
+
+    kind: EventKind
+    message: str
+    worker: str
+    run_id: int | None = None
+    job_id: int | None = None
+    step: int | None = None
+    candidate_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class JobProgress:
+    """The job in flight on one worker, for `/status` and the demo's live view."""
+
+    job_id: int
+    run_id: int
+    step: int
+    worker: str
+    started: float = field(default_factory=time.monotonic)
+    node: str | None = None
+    value: float = 0.0
+    maximum: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return self.value / self.maximum if self.maximum else 0.0
+
+
+class _JobLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with the run and job it is about."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        return f"run {extra['run_id']} job {extra['job_id']}: {msg}", kwargs
+
+
+def _job_log(run_id: int, job_id: int) -> _JobLog:
+    return _JobLog(log, {"run_id": run_id, "job_id": job_id})
+
+
+EventHandler = Callable[[SchedulerEvent], Awaitable[None]]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        workers: Sequence[str],
+        data_dir: Path,
+        *,
+        rng: random.Random | None = None,
+        tick_seconds: float = 30.0,
+        down_retry_seconds: float = 5.0,
+        client_options: Mapping[str, Any] | None = None,
+        on_event: EventHandler | None = None,
+    ) -> None:
+        if not workers:
+            raise ValueError("at least one ComfyUI URL is needed")
+        self.sessions = sessions
+        self.workers = [w.rstrip("/") for w in workers]
+        self.data_dir = data_dir
+        self.rng = rng or random.Random()
+        self.tick_seconds = tick_seconds
+        self.down_retry_seconds = down_retry_seconds
+        self.client_options = dict(client_options or {})
+        self.on_event = on_event
+        self.progress: dict[str, JobProgress] = {}
+        self.up: dict[str, bool | None] = dict.fromkeys(self.workers)  # None: not known yet
+        self.jobs_done = 0
+        self._wake = asyncio.Event()
+        self._idle: dict[str, asyncio.Event] = {w: asyncio.Event() for w in self.workers}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ticker: AsyncIOScheduler | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Repair what a crash may have left, then start one loop per worker and the ticker."""
+        async with self.sessions() as session:
+            cancelled = await cancel_unsubmitted(session)
+            fixed = await recount_child_slots(session)
+        if cancelled:
+            log.info("cancelled %d job(s) claimed but never submitted before the last stop",
+                     cancelled)
+        if fixed:
+            log.warning("repaired the child counts of %d candidate(s)", fixed)
+        await self._release_orphans()
+        self._tasks = [
+            asyncio.create_task(self._worker_loop(url), name=f"worker {url}")
+            for url in self.workers
+        ]
+        self._ticker = AsyncIOScheduler()
+        self._ticker.add_job(self.wake, "interval", seconds=self.tick_seconds,
+                             id="safety-net", coalesce=True, max_instances=1)
+        self._ticker.start()
+
+    async def stop(self) -> None:
+        """Stop at once. A prompt in flight is left to finish on ComfyUI; the next start
+        ingests it."""
+        if self._ticker is not None:
+            self._ticker.shutdown(wait=False)
+            self._ticker = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def wake(self) -> None:
+        """Something changed that may make work (a vote, an approval, a run started)."""
+        for idle in self._idle.values():
+            idle.clear()  # until each worker has looked again
+        self._wake.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until every worker is up and has found no work (used by the demo and tests)."""
+        while True:
+            await asyncio.gather(*(e.wait() for e in self._idle.values()))
+            if all(e.is_set() for e in self._idle.values()):
+                return
+
+    # -- one worker ----------------------------------------------------------------------------
+
+    async def _worker_loop(self, url: str) -> None:
+        options = {"client_id": f"comfy-curator-{uuid.uuid4().hex[:12]}", **self.client_options}
+        async with ComfyClient(url, **options) as client:
+            while True:
+                try:
+                    await client.system_stats()
+                    await self._set_up(url, True, "")
+                    await self._reconcile(client)
+                    await self._serve(client)
+                except ComfyUnavailable as err:
+                    self._idle[url].clear()
+                    await self._set_up(url, False, str(err))
+                    await self._wait_until_up(client)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug must not stop the GPU box for good
+                    log.exception("worker %s: unexpected error; starting over in %g s", url,
+                                  self.down_retry_seconds)
+                    self._idle[url].clear()
+                    await asyncio.sleep(self.down_retry_seconds)
+
+    async def _serve(self, client: ComfyClient) -> None:
+        idle = self._idle[client.url]
+        while True:
+            self._wake.clear()
+            async with self.sessions() as session:
+                claimed = await claim_next_job(session, self.rng)
+            if not isinstance(claimed, ClaimedJob):
+                idle.set()
+                await self._wake.wait()
+                continue
+            idle.clear()
+            _job_log(claimed.run_id, claimed.job_id).info("%s", claimed.reason)
+            await self._run(client, claimed)
+
+    async def _wait_until_up(self, client: ComfyClient) -> None:
+        while True:
+            await asyncio.sleep(self.down_retry_seconds)
+            with contextlib.suppress(ComfyError):
+                await client.system_stats()
+                return
+
+    async def _set_up(self, url: str, up: bool, detail: str) -> None:
+        was = self.up.get(url)
+        self.up[url] = up
+        if was == up:
+            return
+        if up:
+            log.info("worker %s: ComfyUI is reachable", url)
+            if was is False:
+                await self._emit(SchedulerEvent("worker_up", f"ComfyUI at {url} is back.", url))
+        else:
+            log.error("worker %s: %s; retrying every %g s", url, detail,
+                      self.down_retry_seconds)
+            await self._emit(SchedulerEvent("worker_down", detail, url))
+
+    # -- one job -------------------------------------------------------------------------------
+
+    async def _run(self, client: ComfyClient, claimed: ClaimedJob) -> None:
+        jlog = _job_log(claimed.run_id, claimed.job_id)
+        async with self.sessions() as session:
+            ctx = await job_context(session, claimed.job_id)
+        try:
+            parent_image = await self._upload_parent(client, ctx)
+            async with self.sessions() as session:
+                payload = await build_job_payload(session, ctx.job_id, parent_image=parent_image)
+        except DomainError as err:
+            await self._fail(ctx, str(err), client.url)
+            return
+        except FileNotFoundError as err:
+            await self._fail(ctx, f"the parent image is missing on disk: {err.filename}",
+                             client.url)
+            return
+        except ComfyUnavailable:
+            async with self.sessions() as session:  # nothing reached ComfyUI: free the place
+                await end_job(session, ctx.job_id, "ComfyUI was not reachable",
+                              JobStatus.cancelled)
+            raise
+        prompt_id = uuid.uuid4().hex
+        async with self.sessions() as session:
+            await mark_submitted(session, ctx.job_id, prompt_id, client.url)
+        try:
+            await client.submit(payload, prompt_id=prompt_id)
+        except ComfyRejected as err:
+            jlog.warning("ComfyUI refused the prompt: %s", err)
+            await self._fail(ctx, str(err), client.url)
+            return
+        jlog.info("submitted to %s as %s", client.url, prompt_id)
+        await self._follow(client, ctx, prompt_id)
+
+    async def _upload_parent(self, client: ComfyClient, ctx: JobContext) -> str | None:
+        if ctx.parent_path is None:
+            return None
+        data = await asyncio.to_thread((self.data_dir / ctx.parent_path).read_bytes)
+        name = f"{ctx.run_folder}-c{ctx.parent_id}{PurePosixPath(ctx.parent_path).suffix}"
+        return await client.upload_image(data, name, subfolder=UPLOAD_SUBFOLDER)
+
+    async def _follow(self, client: ComfyClient, ctx: JobContext, prompt_id: str) -> None:
+        progress = JobProgress(ctx.job_id, ctx.run_id, ctx.step, client.url)
+        self.progress[client.url] = progress
+        marked = False
+
+        async def on_progress(node: str, value: float, maximum: float) -> None:
+            nonlocal marked
+            progress.node, progress.value, progress.maximum = node, value, maximum
+            if not marked:
+                marked = True
+                async with self.sessions() as session:
+                    await mark_running(session, ctx.job_id)
+
+        try:
+            result = await client.follow(prompt_id, on_progress)
+        finally:
+            self.progress.pop(client.url, None)
+        await self._finish(client, ctx, result)
+
+    async def _finish(self, client: ComfyClient, ctx: JobContext, result: PromptResult) -> None:
+        jlog = _job_log(ctx.run_id, ctx.job_id)
+        if result.status == "interrupted":
+            async with self.sessions() as session:
+                await end_job(session, ctx.job_id, result.error or "interrupted on ComfyUI",
+                              JobStatus.cancelled)
+            jlog.info("interrupted on ComfyUI")
+            self.wake()
+            return
+        if result.status == "error":
+            await self._fail(ctx, result.error or "ComfyUI reported an error", client.url)
+            return
+        images = result.saved_images
+        if not images:
+            await self._fail(ctx, "the workflow finished without saving an image", client.url)
+            return
+        stored: list[StoredImage] = []
+        for index, image in enumerate(images):
+            data = await client.download(image)
+            suffix = PurePosixPath(image.filename).suffix or ".png"
+            rel = image_relpath(ctx.run_folder, ctx.step_slug, ctx.job_id, index, suffix)
+            await asyncio.to_thread(write_atomically, self.data_dir, rel, data)
+            stored.append(StoredImage(rel, index))
+        async with self.sessions() as session:
+            ids = await complete_job(session, ctx.job_id, stored)
+        self.jobs_done += 1
+        jlog.info("succeeded: %d image(s), candidate(s) %s", len(ids),
+                  ", ".join(f"#{i}" for i in ids))
+        self.wake()
+        await self._emit(SchedulerEvent("job_succeeded", f"{len(ids)} new candidate(s)",
+                                        client.url, ctx.run_id, ctx.job_id, ctx.step,
+                                        tuple(ids)))
+
+    async def _fail(self, ctx: JobContext, error: str, worker: str) -> None:
+        jlog = _job_log(ctx.run_id, ctx.job_id)
+        jlog.warning("failed: %s", error)
+        async with self.sessions() as session:
+            await end_job(session, ctx.job_id, error, JobStatus.failed)
+            errors = await failure_streak(session, ctx.run_id, ctx.step, HOLD_AFTER_FAILURES)
+            reason = None
+            if errors:
+                reason = (f"{HOLD_AFTER_FAILURES} jobs in a row failed at step {ctx.step}; "
+                          f"the last error: {errors[0]}")
+                try:
+                    await hold_run(session, ctx.run_id, reason)
+                except DomainError:  # completed meanwhile: nothing to hold
+                    reason = None
+        await self._emit(SchedulerEvent("job_failed", error, worker, ctx.run_id, ctx.job_id,
+                                        ctx.step))
+        if reason:
+            jlog.error("run put on hold: %s", reason)
+            await self._emit(SchedulerEvent("run_held", reason, worker, ctx.run_id, ctx.job_id,
+                                            ctx.step))
+        self.wake()
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    async def _reconcile(self, client: ComfyClient) -> None:
+        """Settle every job this worker left submitted or running (DESIGN §1.6)."""
+        async with self.sessions() as session:
+            job_ids = await unfinished_jobs(session, client.url)
+        for job_id in job_ids:
+            async with self.sessions() as session:
+                ctx = await job_context(session, job_id)
+            jlog = _job_log(ctx.run_id, ctx.job_id)
+            if ctx.prompt_id is None:  # cannot happen: the id is stored with the status
+                await self._fail(ctx, "no prompt id was recorded", client.url)
+                continue
+            result = await client.history(ctx.prompt_id)
+            if result is not None:
+                jlog.info("recovered: finished on ComfyUI while we were away")
+                await self._finish(client, ctx, result)
+                continue
+            if ctx.prompt_id in await client.queue():
+                jlog.info("recovered: still queued on ComfyUI; following it")
+                await self._follow(client, ctx, ctx.prompt_id)
+                continue
+            jlog.warning("ComfyUI no longer knows prompt %s; the job will be made again",
+                         ctx.prompt_id)
+            async with self.sessions() as session:
+                await end_job(session, ctx.job_id,
+                              f"ComfyUI at {client.url} no longer knew the prompt",
+                              JobStatus.cancelled)
+
+    async def _release_orphans(self) -> None:
+        """Jobs left on a worker that is no longer configured cannot be followed."""
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(Job.id, Job.worker).where(
+                    Job.status.in_((JobStatus.submitted, JobStatus.running)),
+                    Job.worker.not_in(self.workers),
+                )
+            )).all()
+            for job_id, worker in rows:
+                await end_job(session, job_id,
+                              f"worker {worker} is no longer in COMFY_URL", JobStatus.cancelled)
+
+    async def _emit(self, event: SchedulerEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            await self.on_event(event)
+        except Exception:
+            log.exception("event handler failed for %s", event.kind)

@@ -1,0 +1,319 @@
+"""The scheduler against the simulated ComfyUI on loopback: real database, real files."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import random
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from comfy.simulator import SimulatedComfy
+from db.engine import create_engine, create_session_factory
+from db.models import ImageCandidate, Job, JobStatus, PipelineRun
+from orchestration.approvals import approve_step, awaiting_approval
+from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
+from orchestration.pipelines import import_pipeline
+from orchestration.runs import RunSettings, create_run, resume_run
+from orchestration.scheduler import Scheduler, SchedulerEvent
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = {"retry_attempts": 2, "retry_wait": 0.01, "retry_max_wait": 0.02,
+        "request_timeout": 5.0, "connect_timeout": 1.0, "poll_interval": 0.05,
+        "idle_poll_interval": 1.0, "history_grace": 1.0}
+
+
+@pytest.fixture
+async def sim(tmp_path):
+    async with SimulatedComfy(duration=0.02, root=tmp_path / "comfy", seed=1) as server:
+        yield server
+
+
+def make_scheduler(factory, urls, data_dir, events=None, seed=1) -> Scheduler:
+    async def record(event: SchedulerEvent) -> None:
+        if events is not None:
+            events.append(event)
+    return Scheduler(factory, urls, data_dir, rng=random.Random(seed), tick_seconds=60,
+                     down_retry_seconds=0.05, client_options=FAST, on_event=record)
+
+
+async def start_runs(factory, names, settings=None) -> list[int]:
+    async with factory() as s:
+        await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
+        return [
+            (await create_run(s, "cpu-demo", n, {}, settings or RunSettings(max_children=2))).run_id
+            for n in names
+        ]
+
+
+async def idle(scheduler: Scheduler, seconds: float = 20) -> None:
+    async with asyncio.timeout(seconds):
+        await scheduler.wait_idle()
+
+
+async def test_two_runs_through_three_gated_steps(session_factory, sim, tmp_path):
+    runs = await start_runs(session_factory, ["A", "B"])
+    data = tmp_path / "data"
+    scheduler = make_scheduler(session_factory, [sim.url], data)
+    await scheduler.start()
+    try:
+        await idle(scheduler)
+        async with session_factory() as s:
+            for run in runs:
+                assert await awaiting_approval(s, run) == [2]
+                await approve_step(s, run, 2, 1, "curator")
+        scheduler.wake()
+        await idle(scheduler)
+    finally:
+        await scheduler.stop()
+
+    async with session_factory() as s:
+        for run in runs:
+            rows = (await s.execute(
+                select(ImageCandidate.id, ImageCandidate.step, ImageCandidate.parent_id,
+                       ImageCandidate.image_path, ImageCandidate.advancing)
+                .where(ImageCandidate.run_id == run))).all()
+            by_id = {r.id: r for r in rows}
+            per_step = {k: sum(1 for r in rows if r.step == k) for k in (1, 2, 3)}
+            assert per_step == {1: 2, 2: 4, 3: 2}  # N = 2; only the approved best grew
+            for r in rows:
+                assert (data / r.image_path).is_file()
+                if r.step > 1:
+                    assert by_id[r.parent_id].step == r.step - 1  # parents of the same run
+            [best] = [r.id for r in rows if r.step == 2 and r.advancing]
+            assert {r.parent_id for r in rows if r.step == 3} == {best}
+        jobs = (await s.execute(select(Job.status, func.count()).group_by(Job.status))).all()
+    assert dict(jobs) == {JobStatus.succeeded: 16}
+    assert len(sim.timings) == 16 and all(t.status == "success" for t in sim.timings)
+
+
+async def test_killed_mid_job_then_restarted_ingests_once(tmp_path, db_url):
+    data = tmp_path / "data"
+    async with SimulatedComfy(duration=0.4, root=tmp_path / "comfy") as sim:
+        engine = create_engine(db_url)
+        factory = create_session_factory(engine)
+        await start_runs(factory, ["A"], RunSettings(max_children=1))
+        first = make_scheduler(factory, [sim.url], data)
+        await first.start()
+        async with asyncio.timeout(10):
+            await sim.wait_running()
+        # Abrupt stop: tasks cancelled, engine dropped, the prompt keeps running on ComfyUI.
+        await first.stop()
+        await engine.dispose()
+
+        engine = create_engine(db_url)
+        factory = create_session_factory(engine)
+        async with factory() as s:
+            [job] = (await s.execute(select(Job.id, Job.status, Job.prompt_id))).all()
+        assert job.status in (JobStatus.submitted, JobStatus.running) and job.prompt_id
+        second = make_scheduler(factory, [sim.url], data)
+        await second.start()
+        try:
+            await idle(second)
+        finally:
+            await second.stop()
+        async with factory() as s:
+            made = (await s.execute(select(ImageCandidate.job_id, ImageCandidate.step))).all()
+            statuses = list(await s.scalars(select(Job.status)))
+        await engine.dispose()
+    assert sorted(made) == [(job.id, 1), (job.id + 1, 2)]  # the first job's image, once
+    assert statuses == [JobStatus.succeeded, JobStatus.succeeded]
+    assert [t.prompt_id for t in sim.timings].count(job.prompt_id) == 1  # never run twice
+
+
+async def test_crash_between_storing_prompt_id_and_posting(session_factory, sim, tmp_path):
+    """A job marked submitted whose prompt never reached ComfyUI is released and made again."""
+    from orchestration.jobs import mark_submitted
+
+    await start_runs(session_factory, ["A"], RunSettings(max_children=1))
+    async with session_factory() as s:
+        claimed = await claim_next_job(s, random.Random(1))
+        assert isinstance(claimed, ClaimedJob)
+        await mark_submitted(s, claimed.job_id, "never-posted", sim.url)
+    scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
+    await scheduler.start()
+    try:
+        await idle(scheduler)
+    finally:
+        await scheduler.stop()
+    async with session_factory() as s:
+        lost = await s.get_one(Job, claimed.job_id)
+        assert lost.status is JobStatus.cancelled and "no longer knew" in (lost.error or "")
+        steps = sorted(await s.scalars(select(ImageCandidate.step)))
+    assert steps == [1, 2]  # the base image was made by a fresh job, and the run went on
+
+
+async def test_crash_after_download_before_candidates(session_factory, sim, tmp_path):
+    """Files written, rows not: the restart takes the result from /history, exactly once."""
+    from comfy.client import ComfyClient
+    from orchestration.jobs import mark_submitted
+    from orchestration.payload import build_job_payload
+
+    await start_runs(session_factory, ["A"], RunSettings(max_children=1))
+    async with session_factory() as s:
+        claimed = await claim_next_job(s, random.Random(1))
+        assert isinstance(claimed, ClaimedJob)
+        payload = await build_job_payload(s, claimed.job_id)
+        await mark_submitted(s, claimed.job_id, "p-1", sim.url)
+    async with ComfyClient(sim.url, **FAST) as client:
+        await client.submit(payload, prompt_id="p-1")
+        result = await client.follow("p-1")
+        (tmp_path / "data" / "partial.png").parent.mkdir(parents=True)
+        (tmp_path / "data" / "partial.png").write_bytes(await client.download(result.images[0]))
+    # ...and here the process died.
+    scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
+    await scheduler.start()
+    try:
+        await idle(scheduler)
+    finally:
+        await scheduler.stop()
+    async with session_factory() as s:
+        from_job = list(await s.scalars(
+            select(ImageCandidate.id).where(ImageCandidate.job_id == claimed.job_id)))
+        total = await s.scalar(select(func.count()).select_from(ImageCandidate))
+    assert len(from_job) == 1 and total == 2
+    assert [t.prompt_id for t in sim.timings].count("p-1") == 1
+
+
+async def test_complete_job_twice_creates_candidates_once(session_factory, tmp_path):
+    await start_runs(session_factory, ["A"], RunSettings(max_children=1))
+    async with session_factory() as s:
+        claimed = await claim_next_job(s, random.Random(1))
+        assert isinstance(claimed, ClaimedJob)
+        first = await complete_job(s, claimed.job_id, [StoredImage("a.png", 0)])
+        again = await complete_job(s, claimed.job_id, [StoredImage("a.png", 0)])
+        assert first == again
+        assert await s.scalar(select(func.count()).select_from(ImageCandidate)) == 1
+
+
+async def test_socket_drop_mid_job_completes_through_history(session_factory, tmp_path):
+    async with SimulatedComfy(duration=0.3, root=tmp_path / "comfy") as sim:
+        await start_runs(session_factory, ["A"], RunSettings(max_children=1))
+        sim.drop_websockets_mid_prompt(refuse_reconnect=True)
+        scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
+        await scheduler.start()
+        try:
+            await idle(scheduler)
+        finally:
+            await scheduler.stop()
+    async with session_factory() as s:
+        statuses = list(await s.scalars(select(Job.status)))
+    assert statuses == [JobStatus.succeeded] * 2
+
+
+async def test_comfy_down_at_start_and_mid_run(session_factory, tmp_path, caplog):
+    events: list[SchedulerEvent] = []
+    caplog.set_level(logging.INFO)
+    async with SimulatedComfy(duration=0.05, root=tmp_path / "comfy") as sim:
+        await start_runs(session_factory, ["A"], RunSettings(max_children=2))
+        await sim.go_down()
+        scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data", events)
+        await scheduler.start()
+        try:
+            await asyncio.sleep(0.3)
+            assert scheduler.up[sim.url] is False
+            assert any(f"ComfyUI at {sim.url} is not reachable" in r.getMessage()
+                       for r in caplog.records)
+            await sim.come_up()
+            async with asyncio.timeout(10):
+                await sim.wait_running()
+            await sim.go_down()  # mid-run: the prompt keeps running, the network is gone
+            await asyncio.sleep(0.3)
+            await sim.come_up()
+            await idle(scheduler)
+        finally:
+            await scheduler.stop()
+    kinds = [e.kind for e in events]
+    assert kinds.count("worker_down") == 2 and kinds.count("worker_up") == 2
+    async with session_factory() as s:
+        steps = sorted(await s.scalars(select(ImageCandidate.step)))
+        lost = await s.scalar(select(func.count()).where(Job.status == JobStatus.failed))
+    assert steps == [1, 1, 2, 2, 2, 2]
+    assert lost == 0
+
+
+MISSING_MODEL = json.loads((REPO.parent / "shared" / "comfyui-traces" / "08_missing_model.json")
+                           .read_text())["post_response"] if (
+    REPO.parent / "shared" / "comfyui-traces" / "08_missing_model.json").is_file() else {
+    "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed "
+              "validation", "details": "", "extra_info": {}},
+    "node_errors": {"4": {"errors": [{"type": "value_not_in_list",
+                                      "message": "Value not in list",
+                                      "details": "ckpt_name: 'sdxl.safetensors' not in []",
+                                      "extra_info": {"input_name": "ckpt_name"}}],
+                          "dependent_outputs": ["9"], "class_type": "CheckpointLoaderSimple"}}}
+
+
+async def test_three_rejections_hold_the_run_and_resume_lifts_it(session_factory, sim, tmp_path):
+    events: list[SchedulerEvent] = []
+    [run] = await start_runs(session_factory, ["A"], RunSettings(max_children=5))
+    for _ in range(3):
+        sim.reject_next_submit(MISSING_MODEL)
+    scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data", events)
+    await scheduler.start()
+    try:
+        await idle(scheduler)
+        async with session_factory() as s:
+            held = await s.get_one(PipelineRun, run)
+            errors = list(await s.scalars(select(Job.error).where(Job.status == JobStatus.failed)))
+        assert len(errors) == 3
+        assert all("is not installed on this ComfyUI" in e for e in errors), errors
+        assert held.held_reason and "3 jobs in a row failed at step 1" in held.held_reason
+        assert [e.kind for e in events].count("run_held") == 1
+        async with session_factory() as s:
+            await resume_run(s, run)
+        scheduler.wake()
+        await idle(scheduler)
+    finally:
+        await scheduler.stop()
+    async with session_factory() as s:
+        steps = dict((await s.execute(select(ImageCandidate.step, func.count())
+                                      .group_by(ImageCandidate.step))).tuples().all())
+    assert steps == {1: 5, 2: 25}  # resumed: the base images, their children, then the gate
+
+
+async def test_runtime_error_fails_with_readable_message(session_factory, sim, tmp_path):
+    await start_runs(session_factory, ["A"], RunSettings(max_children=1))
+    sim.fail_next_prompt("CUDA out of memory")
+    scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
+    await scheduler.start()
+    try:
+        await idle(scheduler)
+    finally:
+        await scheduler.stop()
+    async with session_factory() as s:
+        [error] = list(await s.scalars(select(Job.error).where(Job.status == JobStatus.failed)))
+        made = await s.scalar(select(func.count()).select_from(ImageCandidate))
+    assert "RuntimeError: CUDA out of memory" in error
+    assert made == 2  # the failed place was made again
+
+
+async def test_two_workers_one_job_each(session_factory, tmp_path):
+    async with (SimulatedComfy(duration=0.15, root=tmp_path / "a") as a,
+                SimulatedComfy(duration=0.15, root=tmp_path / "b") as b):
+        await start_runs(session_factory, ["A", "B"], RunSettings(max_children=2))
+        scheduler = make_scheduler(session_factory, [a.url, b.url], tmp_path / "data")
+        await scheduler.start()
+        try:
+            await idle(scheduler)
+        finally:
+            await scheduler.stop()
+        for server in (a, b):
+            spans = sorted((t.started, t.ended) for t in server.timings)
+            assert spans, "both workers got work"
+            for (_, end), (start, _) in itertools.pairwise(spans):
+                assert end <= start  # never two at once on one worker
+        ids_a = {t.prompt_id for t in a.timings}
+        ids_b = {t.prompt_id for t in b.timings}
+        assert not ids_a & ids_b
+        overlap = any(sa < eb and sb < ea for sa, ea in ((t.started, t.ended) for t in a.timings)
+                      for sb, eb in ((t.started, t.ended) for t in b.timings))
+        assert overlap  # two jobs in flight at once
+    async with session_factory() as s:
+        workers = dict((await s.execute(
+            select(Job.worker, func.count()).group_by(Job.worker))).tuples().all())
+    assert set(workers) == {a.url, b.url} and sum(workers.values()) == 12
