@@ -55,6 +55,14 @@ async def idle(scheduler: Scheduler, seconds: float = 20) -> None:
         await scheduler.wait_idle()
 
 
+async def run_until_idle(scheduler: Scheduler) -> None:
+    await scheduler.start()
+    try:
+        await idle(scheduler)
+    finally:
+        await scheduler.stop()
+
+
 async def test_two_runs_through_three_gated_steps(session_factory, sim, tmp_path):
     runs = await start_runs(session_factory, ["A", "B"])
     data = tmp_path / "data"
@@ -134,12 +142,7 @@ async def test_crash_between_storing_prompt_id_and_posting(session_factory, sim,
         claimed = await claim_next_job(s, random.Random(1))
         assert isinstance(claimed, ClaimedJob)
         await mark_submitted(s, claimed.job_id, "never-posted", sim.url)
-    scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
-    await scheduler.start()
-    try:
-        await idle(scheduler)
-    finally:
-        await scheduler.stop()
+    await run_until_idle(make_scheduler(session_factory, [sim.url], tmp_path / "data"))
     async with session_factory() as s:
         lost = await s.get_one(Job, claimed.job_id)
         assert lost.status is JobStatus.cancelled and "no longer knew" in (lost.error or "")
@@ -165,12 +168,7 @@ async def test_crash_after_download_before_candidates(session_factory, sim, tmp_
         (tmp_path / "data" / "partial.png").parent.mkdir(parents=True)
         (tmp_path / "data" / "partial.png").write_bytes(await client.download(result.images[0]))
     # ...and here the process died.
-    scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
-    await scheduler.start()
-    try:
-        await idle(scheduler)
-    finally:
-        await scheduler.stop()
+    await run_until_idle(make_scheduler(session_factory, [sim.url], tmp_path / "data"))
     async with session_factory() as s:
         from_job = list(await s.scalars(
             select(ImageCandidate.id).where(ImageCandidate.job_id == claimed.job_id)))
@@ -194,12 +192,7 @@ async def test_socket_drop_mid_job_completes_through_history(session_factory, tm
     async with SimulatedComfy(duration=0.3, root=tmp_path / "comfy") as sim:
         await start_runs(session_factory, ["A"], RunSettings(max_children=1))
         sim.drop_websockets_mid_prompt(refuse_reconnect=True)
-        scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
-        await scheduler.start()
-        try:
-            await idle(scheduler)
-        finally:
-            await scheduler.stop()
+        await run_until_idle(make_scheduler(session_factory, [sim.url], tmp_path / "data"))
     async with session_factory() as s:
         statuses = list(await s.scalars(select(Job.status)))
     assert statuses == [JobStatus.succeeded] * 2
@@ -279,12 +272,7 @@ async def test_three_rejections_hold_the_run_and_resume_lifts_it(session_factory
 async def test_runtime_error_fails_with_readable_message(session_factory, sim, tmp_path):
     await start_runs(session_factory, ["A"], RunSettings(max_children=1))
     sim.fail_next_prompt("CUDA out of memory")
-    scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
-    await scheduler.start()
-    try:
-        await idle(scheduler)
-    finally:
-        await scheduler.stop()
+    await run_until_idle(make_scheduler(session_factory, [sim.url], tmp_path / "data"))
     async with session_factory() as s:
         [error] = list(await s.scalars(select(Job.error).where(Job.status == JobStatus.failed)))
         made = await s.scalar(select(func.count()).select_from(ImageCandidate))
@@ -296,12 +284,7 @@ async def test_two_workers_one_job_each(session_factory, tmp_path):
     async with (SimulatedComfy(duration=0.15, root=tmp_path / "a") as a,
                 SimulatedComfy(duration=0.15, root=tmp_path / "b") as b):
         await start_runs(session_factory, ["A", "B"], RunSettings(max_children=2))
-        scheduler = make_scheduler(session_factory, [a.url, b.url], tmp_path / "data")
-        await scheduler.start()
-        try:
-            await idle(scheduler)
-        finally:
-            await scheduler.stop()
+        await run_until_idle(make_scheduler(session_factory, [a.url, b.url], tmp_path / "data"))
         for server in (a, b):
             spans = sorted((t.started, t.ended) for t in server.timings)
             assert spans, "both workers got work"
