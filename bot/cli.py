@@ -24,7 +24,8 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 async def _with_database(
@@ -72,6 +73,53 @@ async def cmd_run(settings: Settings, _args: argparse.Namespace) -> None:
     )
 
 
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
+    # Imported here: Pillow, numpy, rich and the simulator are only needed by the demo.
+    from bot.demo import DemoOptions, run_demo
+
+    options = DemoOptions.from_settings(
+        settings,
+        data_dir=args.data_dir,
+        database_url=args.database_url,
+        comfy_url=args.comfy_url,
+        runs=args.runs,
+        n=args.n,
+        k=args.k,
+        duration=args.duration,
+        seed=args.seed,
+        votes_per_candidate=args.votes,
+        timeout=args.timeout,
+    )
+    await run_demo(options)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="the whole loop without Discord or a GPU: simulated ComfyUI, voter and approvals",
+        description="Runs the cpu-demo pipeline for a few runs with a simulated voter and "
+        "approvals, then writes a contact sheet per run. Everything goes to DATA_DIR/demo "
+        "(its own database demo.db), never to the bot's database.",
+    )
+    demo.add_argument("--comfy-url", help="use this real ComfyUI instead of the simulated one")
+    demo.add_argument("--runs", type=int, default=3, help="how many runs (default 3)")
+    demo.add_argument("--n", type=int, default=2, help="children per parent (default 2)")
+    demo.add_argument("--k", type=int, default=None,
+                      help="how many candidates each approval lets grow (default TOP_K)")
+    demo.add_argument("--duration", type=float, default=0.3,
+                      help="seconds per simulated prompt (default 0.3)")
+    demo.add_argument("--seed", type=int, default=1, help="seeds the scheduler and the voter")
+    demo.add_argument("--votes", type=int, default=3,
+                      help="votes per candidate before a step is approved (default 3)")
+    demo.add_argument("--timeout", type=float, default=600.0,
+                      help="give up after this many seconds (default 600)")
+    demo.add_argument("--data-dir", type=Path, default=None,
+                      help="the demo's folder (default DATA_DIR/demo)")
+    demo.add_argument("--database-url", default=None,
+                      help="the demo's database (default demo.db in the demo's folder)")
+    demo.set_defaults(func=cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comfy-curator",
@@ -94,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path", help="a folder with pipeline.yaml, or a pipeline .yaml file")
     imp.set_defaults(func=cmd_pipeline_import)
     pipe.add_parser("list", help="list imported pipelines").set_defaults(func=cmd_pipeline_list)
+    _add_demo(sub)
     return parser
 
 

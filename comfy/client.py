@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-PromptStatus: TypeAlias = Literal["success", "error", "interrupted"]
+# "lost": the server no longer knows the prompt (deleted, or it restarted and lost its queue).
+PromptStatus: TypeAlias = Literal["success", "error", "interrupted", "lost"]
 ProgressCallback: TypeAlias = Callable[[str, float, float], Awaitable[None] | None]
 """Called with (node id, value, max) whenever a node's progress changes; may be async."""
 
@@ -564,7 +565,7 @@ class ComfyClient:
 
         Works for a prompt submitted by an earlier process too (after a restart): history is
         asked first. A prompt the server no longer knows (deleted, or the server restarted and
-        lost its queue) ends as status "error". Raises ComfyUnavailable if the server stays
+        lost its queue) ends as status "lost". Raises ComfyUnavailable if the server stays
         unreachable through a whole retry cycle.
         """
         self._start_listener()
@@ -629,7 +630,7 @@ class ComfyClient:
             return result
         log.warning("prompt %s is in neither the queue nor the history of %s", prompt_id, self.url)
         return PromptResult(
-            prompt_id, "error", [],
+            prompt_id, "lost", [],
             f"ComfyUI at {self.url} no longer knows prompt {prompt_id} "
             "(it was deleted from the queue, or the server restarted)",
         )

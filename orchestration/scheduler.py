@@ -306,11 +306,13 @@ class Scheduler:
 
     async def _finish(self, client: ComfyClient, ctx: JobContext, result: PromptResult) -> None:
         jlog = _job_log(ctx.run_id, ctx.job_id)
-        if result.status == "interrupted":
+        if result.status in ("interrupted", "lost"):
+            # Not the workflow's fault: the place is freed and the job made again, and it does
+            # not count toward the failures that hold a run.
+            reason = result.error or f"{result.status} on ComfyUI"
             async with self.sessions() as session:
-                await end_job(session, ctx.job_id, result.error or "interrupted on ComfyUI",
-                              JobStatus.cancelled)
-            jlog.info("interrupted on ComfyUI")
+                await end_job(session, ctx.job_id, reason, JobStatus.cancelled)
+            jlog.warning("cancelled: %s", reason)
             self.wake()
             return
         if result.status == "error":
@@ -398,6 +400,8 @@ class Scheduler:
                 )
             )).all()
             for job_id, worker in rows:
+                log.warning("job %d: worker %s is no longer in COMFY_URL; the job is released "
+                            "and will be made again", job_id, worker)
                 await end_job(session, job_id,
                               f"worker {worker} is no longer in COMFY_URL", JobStatus.cancelled)
 

@@ -199,7 +199,7 @@ async def test_a_crash_that_loses_the_prompt_ends_it_as_an_error(sim: SimulatedC
         await sim.come_up()
         async with asyncio.timeout(5):
             result = await following
-    assert result.status == "error"
+    assert result.status == "lost"
     assert result.error == (f"ComfyUI at {sim.url} no longer knows prompt {pid} "
                             "(it was deleted from the queue, or the server restarted)")
 
@@ -279,7 +279,7 @@ async def test_cancel_removes_pending_and_interrupts_running(
     assert await client.queue() == QueueState([], [])
     assert await client.cancel(first) == "unknown"
     follow_deleted = await client.follow(second)
-    assert follow_deleted.status == "error" and "no longer knows" in str(follow_deleted.error)
+    assert follow_deleted.status == "lost" and "no longer knows" in str(follow_deleted.error)
 
 
 async def test_interrupt_names_the_prompt_so_another_one_is_not_stopped(

@@ -300,3 +300,28 @@ async def test_two_workers_one_job_each(session_factory, tmp_path):
         workers = dict((await s.execute(
             select(Job.worker, func.count()).group_by(Job.worker))).tuples().all())
     assert set(workers) == {a.url, b.url} and sum(workers.values()) == 12
+
+
+async def test_comfy_restart_losing_the_prompt_releases_the_job(session_factory, tmp_path):
+    """A prompt lost in a ComfyUI restart is made again and does not count toward a hold."""
+    async with SimulatedComfy(duration=0.3, root=tmp_path / "comfy") as sim:
+        [run] = await start_runs(session_factory, ["A"], RunSettings(max_children=1))
+        scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
+        await scheduler.start()
+        try:
+            for _ in range(3):  # three restarts in a row, each losing the running prompt
+                async with asyncio.timeout(10):
+                    await sim.wait_running()
+                await sim.go_down(crash=True)
+                await sim.come_up()
+                await asyncio.sleep(0.05)
+            await idle(scheduler)
+        finally:
+            await scheduler.stop()
+    async with session_factory() as s:
+        statuses = list(await s.scalars(select(Job.status).order_by(Job.id)))
+        held = (await s.get_one(PipelineRun, run)).held_reason
+    assert JobStatus.failed not in statuses
+    assert statuses.count(JobStatus.cancelled) >= 3
+    assert statuses[-2:] == [JobStatus.succeeded, JobStatus.succeeded]
+    assert held is None

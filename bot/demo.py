@@ -1,0 +1,575 @@
+"""`comfy-curator demo`: the whole loop without Discord or a GPU (DESIGN §4).
+
+A simulated ComfyUI on loopback (or a real one with `--comfy-url`), the real `Scheduler`, the
+`cpu-demo` pipeline, a few runs, a simulated voter and a simulated curator who approves the
+top k of each step once its candidates have enough votes. It ends with a summary and one
+contact sheet per run.
+
+Everything the demo makes lives in one folder of its own (`DATA_DIR/demo` unless
+`--data-dir` is given): its SQLite database `demo.db`, the run folders and the contact sheets.
+The real bot's database and images are never touched. The demo calls the same orchestration
+functions the Discord cogs will; it writes no SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from PIL import Image
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import ConfigError, Settings
+from bot.render import Badge, SheetItem, render_contact_sheet
+from comfy.client import ComfyClient
+from comfy.errors import ComfyError, ComfyUnavailable
+from comfy.simulator import SimulatedComfy
+from db.engine import SessionFactory, create_engine, create_session_factory
+from db.migrate import upgrade_database
+from orchestration.approvals import (
+    RankedCandidate,
+    approve_step,
+    awaiting_approval,
+    ranked_candidates,
+)
+from orchestration.errors import DuplicateVote
+from orchestration.pipelines import import_pipeline
+from orchestration.ratings import record_vote
+from orchestration.runs import RunSettings, complete_run, create_run, get_run
+from orchestration.scheduler import JobProgress, Scheduler, SchedulerEvent
+from orchestration.selection import decide_for_run, plan_and_counts, runs_in_rotation
+
+log = logging.getLogger(__name__)
+
+PIPELINE_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "cpu-demo"
+CREATED_BY = "demo"  # marks the demo's runs, so a later demo can tidy up after an interrupted one
+CURATOR = "demo-curator"
+VOTERS = ("demo-voter-1", "demo-voter-2", "demo-voter-3")
+WIN_PROBABILITY = 0.8  # how often the voter picks the candidate it truly prefers
+SHEET_LIMIT = 24  # the most candidates one contact sheet shows
+# Nothing grows from the final step, so it is never approved and its candidates stay undecided.
+FINAL_BADGE: Badge = "pending"
+RUN_IDEAS = (
+    ("Morning gym shoot", "a sunlit gym at dawn, chalk dust in the air"),
+    ("Neon alley", "a rainy alley lit by neon signs, reflections on wet stone"),
+    ("Desert bloom", "wildflowers after rain in a red desert, wide angle"),
+)
+
+
+class DemoError(ConfigError):
+    """Something the person can fix (a bad option, ComfyUI unreachable); one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    folder: Path  # everything the demo writes: database, run folders, contact sheets
+    database_url: str
+    comfy_url: str | None = None  # None: a simulated ComfyUI on loopback
+    runs: int = 3
+    duration: float = 0.3  # seconds per simulated prompt
+    seed: int = 1
+    votes_per_candidate: int = 3
+    timeout: float = 600.0
+    tick_seconds: float = 30.0
+    run_settings: RunSettings = field(default_factory=lambda: RunSettings(max_children=2))
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        data_dir: Path | None = None,
+        database_url: str | None = None,
+        comfy_url: str | None = None,
+        runs: int = 3,
+        n: int = 2,
+        k: int | None = None,
+        duration: float = 0.3,
+        seed: int = 1,
+        votes_per_candidate: int = 3,
+        timeout: float = 600.0,
+    ) -> DemoOptions:
+        """The demo's options: its own folder under DATA_DIR unless one is given, gates on,
+        the other run settings (budget, order) from the environment."""
+        folder = data_dir if data_dir is not None else settings.data_dir / "demo"
+        run_settings = replace(settings.run_settings(), max_children=n, gates=True,
+                               top_k=k if k is not None else settings.top_k)
+        options = cls(
+            folder=folder,
+            database_url=database_url or f"sqlite+aiosqlite:///{folder / 'demo.db'}",
+            comfy_url=comfy_url,
+            runs=runs,
+            duration=duration,
+            seed=seed,
+            votes_per_candidate=votes_per_candidate,
+            timeout=timeout,
+            tick_seconds=settings.tick_seconds,
+            run_settings=run_settings,
+        )
+        options.validate()
+        return options
+
+    def validate(self) -> None:
+        for name, value in (
+            ("--runs", self.runs),
+            ("--n", self.run_settings.max_children),
+            ("--k", self.run_settings.top_k),
+            ("--votes", self.votes_per_candidate),
+        ):
+            if value < 1:
+                raise DemoError(f"{name} must be at least 1, got {value}.")
+        if self.duration <= 0 or self.timeout <= 0:
+            raise DemoError("--duration and --timeout must be more than 0 seconds.")
+        if self.comfy_url is not None and not self.comfy_url.startswith(("http://", "https://")):
+            raise DemoError(f"--comfy-url must be an http:// or https:// URL, got "
+                            f"{self.comfy_url!r}.")
+
+
+@dataclass
+class DemoRun:
+    """What the demo knows of one of its runs; the live view reads it without a query."""
+
+    run_id: int
+    name: str
+    folder: str
+    steps: int
+    top_k: int
+    counts: dict[int, int] = field(default_factory=dict)  # active candidates per step
+    votes: int = 0
+    approvals: dict[int, int] = field(default_factory=dict)  # step -> k
+    jobs_done: int = 0
+    status: str = "growing"
+    held: str | None = None
+    done: bool = False
+    best: RankedCandidate | None = None
+    sheet: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"run {self.run_id} “{self.name}”"
+
+    def counts_text(self) -> str:
+        return "  ".join(f"{s}: {self.counts.get(s, 0)}" for s in range(1, self.steps + 1))
+
+    def approvals_text(self) -> str:
+        return ", ".join(f"step {s} top {k}" for s, k in sorted(self.approvals.items())) or "-"
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    runs: list[DemoRun]
+    folder: Path
+    database_url: str
+    jobs_done: int
+    seconds: float
+
+
+# -- the simulated people ----------------------------------------------------------------------
+
+
+def vividness(path: Path) -> float:
+    """The voter's hidden taste: the mean colour saturation of the image (0–255).
+
+    Deterministic: the images follow from the job seeds, which follow from `--seed`.
+    """
+    with Image.open(path) as image:
+        small = image.convert("RGB").resize((64, 64), Image.Resampling.BOX)
+    return float(np.asarray(small.convert("HSV"))[..., 1].mean())
+
+
+class Voter:
+    """Votes on pairs: the more vivid candidate wins with probability WIN_PROBABILITY."""
+
+    def __init__(self, folder: Path, rng: random.Random) -> None:
+        self.folder = folder
+        self.rng = rng
+        self._quality: dict[int, float] = {}
+        self._used: set[tuple[str, int, int]] = set()
+
+    def next_pair(
+        self, ranked: Sequence[RankedCandidate], target: int
+    ) -> tuple[RankedCandidate, RankedCandidate, str] | None:
+        """The least-voted candidate below `target` votes, against the least-voted partner
+        some voter has not judged it with yet (one vote per person per pair)."""
+        by_votes = sorted(ranked, key=lambda c: (c.votes, c.id))
+        for first in (c for c in by_votes if c.votes < target):
+            for second in (c for c in by_votes if c.id != first.id):
+                low, high = sorted((first.id, second.id))
+                for voter in VOTERS:
+                    if (voter, low, high) not in self._used:
+                        return first, second, voter
+        return None
+
+    def mark(self, voter: str, a: int, b: int) -> None:
+        low, high = sorted((a, b))
+        self._used.add((voter, low, high))
+
+    async def quality(self, candidate: RankedCandidate) -> float:
+        if candidate.id not in self._quality:
+            path = self.folder / candidate.image_path
+            self._quality[candidate.id] = await asyncio.to_thread(vividness, path)
+        return self._quality[candidate.id]
+
+    async def judge(
+        self, a: RankedCandidate, b: RankedCandidate
+    ) -> tuple[RankedCandidate, RankedCandidate]:
+        """(winner, loser): the truly better one wins four times in five."""
+        qa, qb = await self.quality(a), await self.quality(b)
+        better, worse = (a, b) if (qa, -a.id) >= (qb, -b.id) else (b, a)
+        return (better, worse) if self.rng.random() < WIN_PROBABILITY else (worse, better)
+
+
+# -- the demo ------------------------------------------------------------------------------------
+
+
+class Demo:
+    """Drives runs to their end: votes and approvals while the scheduler keeps ComfyUI busy."""
+
+    def __init__(self, options: DemoOptions, console: Console, sessions: SessionFactory) -> None:
+        self.options = options
+        self.console = console
+        self.live = console.is_terminal
+        self.sessions = sessions
+        self.voter = Voter(options.folder, random.Random(options.seed))
+        self.runs: list[DemoRun] = []
+        self.scheduler: Scheduler | None = None
+        self.comfy_url = ""
+        self.started = time.monotonic()
+        self._kick = asyncio.Event()
+
+    # -- setup
+
+    async def prepare(self) -> str:
+        """Import the pipeline, retire leftovers of an interrupted demo, start the runs."""
+        async with self.sessions() as session:
+            imported = await import_pipeline(session, PIPELINE_DIR)
+        await self._retire_leftovers()
+        settings = self.options.run_settings
+        for index in range(self.options.runs):
+            name, prompt = RUN_IDEAS[index % len(RUN_IDEAS)]
+            if index >= len(RUN_IDEAS):
+                name = f"{name} {index // len(RUN_IDEAS) + 1}"
+            async with self.sessions() as session:
+                made = await create_run(session, imported.name, name, {"prompt": prompt},
+                                        settings, created_by=CREATED_BY)
+            self.runs.append(DemoRun(made.run_id, made.name, made.folder, made.steps,
+                                     settings.top_k))
+        return imported.steps[-1]
+
+    async def _retire_leftovers(self) -> None:
+        """Runs left running by an interrupted demo would compete for ComfyUI: complete them.
+        Any other running run means this is not a demo database: refuse, changing nothing."""
+        async with self.sessions() as session:
+            running = [await get_run(session, rid) for rid in await runs_in_rotation(session)]
+        foreign = [run for run in running if run.created_by != CREATED_BY]
+        if foreign:
+            raise DemoError(
+                f"the database {self.options.database_url} has {len(foreign)} running run(s) "
+                "that the demo did not start; give the demo a database of its own (leave out "
+                "--database-url to use one in the demo's folder)."
+            )
+        for run in running:
+            async with self.sessions() as session:
+                await complete_run(session, run.id)
+            self._note(f"completed run {run.id} “{run.name}”, left over from an earlier demo",
+                       notable=True)
+
+    # -- events and output
+
+    async def on_event(self, event: SchedulerEvent) -> None:
+        run = next((r for r in self.runs if r.run_id == event.run_id), None)
+        if event.kind == "job_succeeded" and run is not None and event.step is not None:
+            run.jobs_done += 1
+            run.counts[event.step] = run.counts.get(event.step, 0) + len(event.candidate_ids)
+            ids = ", ".join(f"#{i}" for i in event.candidate_ids)
+            self._note(f"{run.label}: job {event.job_id} made {ids} at step {event.step}  "
+                       f"({run.counts_text()})")
+        elif event.kind in ("job_failed", "run_held"):
+            where = run.label if run is not None else f"run {event.run_id}"
+            self._note(f"{where}: {event.kind.replace('_', ' ')}: {event.message}", notable=True)
+        else:
+            self._note(f"worker {event.worker}: {event.message}", notable=True)
+        self._kick.set()
+
+    def _note(self, line: str, *, notable: bool = False) -> None:
+        """Plain mode prints every line; the live view prints only the notable ones above it."""
+        if notable or not self.live:
+            elapsed = time.monotonic() - self.started
+            self.console.print(f"[{elapsed:5.1f}s] {line}", markup=False, highlight=False)
+
+    def view(self) -> RenderableType:
+        """The live table: one row per run, the running job's progress bar in its row."""
+        done = sum(r.jobs_done for r in self.runs)
+        up = self.scheduler.up.get(self.comfy_url) if self.scheduler else None
+        state = {True: "up", False: "DOWN, retrying", None: "connecting"}[up]
+        header = Text(f"ComfyUI {self.comfy_url} ({state}) · {done} jobs done · "
+                      f"{time.monotonic() - self.started:.1f} s", style="bold")
+        table = Table(expand=False)
+        for column in ("run", "candidates per step", "approved", "votes", "jobs", "now"):
+            table.add_column(column, no_wrap=True)
+        progress = list(self.scheduler.progress.values()) if self.scheduler else []
+        for run in self.runs:
+            table.add_row(run.label, run.counts_text(), run.approvals_text(), str(run.votes),
+                          str(run.jobs_done), self._now(run, progress))
+        return Group(header, table)
+
+    @staticmethod
+    def _now(run: DemoRun, progress: list[JobProgress]) -> RenderableType:
+        mine = next((p for p in progress if p.run_id == run.run_id), None)
+        if mine is None:
+            return Text(run.status)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(ProgressBar(total=mine.maximum or 1.0, completed=mine.value, width=16),
+                     Text(f"job {mine.job_id} → step {mine.step}"))
+        return grid
+
+    # -- the loop
+
+    async def drive(self) -> None:
+        """Until every run is done: approve what awaits approval, finish what has no work."""
+        while True:
+            self._kick.clear()
+            for run in self.runs:
+                if not run.done:
+                    await self._advance(run)
+            if all(run.done for run in self.runs):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), 0.25)
+
+    async def _advance(self, run: DemoRun) -> None:
+        async with self.sessions() as session:  # one transaction: one consistent picture
+            held = (await get_run(session, run.run_id)).held_reason
+            run.counts = {s: len(await ranked_candidates(session, run.run_id, s))
+                          for s in range(1, run.steps + 1)}
+            waiting = [] if held else await awaiting_approval(session, run.run_id)
+            finished = not held and not waiting and await _no_work_left(session, run.run_id)
+        if held:
+            run.held, run.status, run.done = held, "held", True
+            async with self.sessions() as session:  # the demo ends; nobody will /resume it
+                await complete_run(session, run.run_id)
+            return
+        for step in waiting:
+            run.status = f"voting on step {step}"
+            await self._vote(run, step)
+            await self._approve(run, step)
+        if finished:
+            await self._finish(run)
+
+    async def _finish(self, run: DemoRun) -> None:
+        """Vote on the final step, keep the best, complete the run as a curator would."""
+        run.status = f"voting on step {run.steps}"
+        await self._vote(run, run.steps)
+        async with self.sessions() as session:
+            best = await ranked_candidates(session, run.run_id, run.steps, limit=1)
+        run.best = best[0] if best else None
+        async with self.sessions() as session:
+            await complete_run(session, run.run_id)
+        run.status, run.done = "completed", True
+        self._note(f"{run.label}: no work left ({run.counts_text()}); best final candidate "
+                   + (f"#{run.best.id}, Elo {run.best.elo:.0f}" if run.best else "none"),
+                   notable=True)
+
+    async def _vote(self, run: DemoRun, step: int) -> None:
+        made = 0
+        while True:
+            async with self.sessions() as session:
+                ranked = await ranked_candidates(session, run.run_id, step)
+            pair = self.voter.next_pair(ranked, self.options.votes_per_candidate)
+            if pair is None:
+                break
+            first, second, voter = pair
+            winner, loser = await self.voter.judge(first, second)
+            self.voter.mark(voter, first.id, second.id)
+            try:
+                async with self.sessions() as session:
+                    await record_vote(session, run.run_id, winner.id, loser.id, voter)
+            except DuplicateVote:
+                continue
+            made += 1
+            run.votes += 1
+        if made:
+            self._note(f"{run.label}: {made} votes at step {step}", notable=False)
+            assert self.scheduler is not None
+            self.scheduler.wake()
+
+    async def _approve(self, run: DemoRun, step: int) -> None:
+        async with self.sessions() as session:
+            result = await approve_step(session, run.run_id, step, run.top_k, CURATOR)
+        run.approvals[step] = result.k
+        run.status = "growing"
+        top = ", ".join(f"#{c.id} (Elo {c.elo:.0f})" for c in result.advancing)
+        self._note(f"{run.label}: approved step {step}, top {result.k}: {top}", notable=True)
+        assert self.scheduler is not None
+        self.scheduler.wake()
+
+    # -- the end
+
+    async def write_sheets(self, final_step_name: str) -> None:
+        for run in self.runs:
+            async with self.sessions() as session:
+                ranked = await ranked_candidates(session, run.run_id, run.steps, limit=SHEET_LIMIT)
+            items = [
+                SheetItem(self.options.folder / c.image_path, rank,
+                          f"#{c.id} · Elo {c.elo:.0f} · {c.votes} votes", FINAL_BADGE)
+                for rank, c in enumerate(ranked, start=1)
+            ]
+            title = f"{run.name}: step {run.steps} ({final_step_name}), best first"
+            rendered = await asyncio.to_thread(render_contact_sheet, items, title=title)
+            path = (self.options.folder / run.folder /
+                    f"final-contact-sheet{Path(rendered.filename).suffix}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(path.write_bytes, rendered.data)
+            run.sheet = path
+
+    def summary(self) -> Table:
+        table = Table(title="comfy-curator demo: summary")
+        for column in ("run", "candidates per step", "approved", "votes", "best final",
+                       "folder"):
+            table.add_column(column)
+        for run in self.runs:
+            best = f"#{run.best.id}, Elo {run.best.elo:.0f}" if run.best else "-"
+            if run.held:
+                best = f"held: {run.held}"
+            table.add_row(run.label, run.counts_text(), run.approvals_text(), str(run.votes),
+                          best, str(self.options.folder / run.folder))
+        return table
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+async def check_reachable(url: str) -> None:
+    """Fail fast, in one line, when a real ComfyUI is not there."""
+    try:
+        async with ComfyClient(url, retry_attempts=1, connect_timeout=3.0,
+                               request_timeout=5.0) as client:
+            await client.system_stats()
+    except ComfyUnavailable as err:
+        raise DemoError(f"{err}. Start ComfyUI there, or leave out --comfy-url to use the "
+                        "simulated ComfyUI.") from err
+    except ComfyError as err:
+        raise DemoError(f"{url} answered, but not like ComfyUI: {err}") from err
+
+
+@contextlib.contextmanager
+def _logs_above(console: Console) -> Iterator[None]:
+    """While the live view runs, log warnings and errors through it, above the table (plain
+    stream handlers would write through it and tear it)."""
+    root = logging.getLogger()
+    streams = [h for h in root.handlers
+               if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    rich = RichHandler(console=console, show_path=False, level=max(logging.WARNING, root.level))
+    for handler in streams:
+        root.removeHandler(handler)
+    root.addHandler(rich)
+    try:
+        yield
+    finally:
+        root.removeHandler(rich)
+        for handler in streams:
+            root.addHandler(handler)
+
+
+def make_console(out: TextIO | None = None) -> Console:
+    stream = out if out is not None else sys.stdout
+    console = Console(file=stream, highlight=False)
+    if not console.is_terminal:
+        console = Console(file=stream, highlight=False, width=140)
+    return console
+
+
+async def _drive(demo: Demo, url: str) -> None:
+    timeout = demo.options.timeout
+    try:
+        async with asyncio.timeout(timeout):
+            if demo.live:
+                with Live(console=demo.console, get_renderable=demo.view, refresh_per_second=8):
+                    await demo.drive()
+            else:
+                await demo.drive()
+    except TimeoutError as err:
+        raise DemoError(f"the demo did not finish within {timeout:g} s; is ComfyUI at {url} "
+                        "still up? (--timeout sets the limit)") from err
+
+
+async def _no_work_left(session: AsyncSession, run_id: int) -> bool:
+    """No job in flight and nothing the scheduler could pick for this run."""
+    found = await plan_and_counts(session, run_id)
+    if found is None:
+        return True
+    if found[1].in_flight:
+        return False
+    # A throwaway generator: this only asks, and must not move the scheduler's draws.
+    return await decide_for_run(session, run_id, random.Random(0)) is None
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+async def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoReport:
+    """Run the whole demo; returns what happened (the CLI has printed it already)."""
+    options.validate()
+    console = make_console(out)
+    if options.comfy_url is not None:
+        await check_reachable(options.comfy_url)
+    options.folder.mkdir(parents=True, exist_ok=True)
+    await upgrade_database(options.database_url)
+    engine = create_engine(options.database_url)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            url = options.comfy_url
+            if url is None:
+                sim = await stack.enter_async_context(
+                    SimulatedComfy(duration=options.duration, seed=options.seed))
+                url = sim.url
+            demo = Demo(options, console, create_session_factory(engine))
+            return await _run(demo, url.rstrip("/"), simulated=options.comfy_url is None)
+    finally:
+        await engine.dispose()
+
+
+async def _run(demo: Demo, url: str, *, simulated: bool) -> DemoReport:
+    options, console = demo.options, demo.console
+    final_step_name = await demo.prepare()
+    demo.comfy_url = url
+    kind = "simulated ComfyUI" if simulated else "ComfyUI"
+    runs = _plural(len(demo.runs), "run")
+    console.print(f"comfy-curator demo: {runs} of cpu-demo on {kind} at {url}; "
+                  f"N = {options.run_settings.max_children}, k = {options.run_settings.top_k}; "
+                  f"files in {options.folder}", markup=False)
+    scheduler = Scheduler(demo.sessions, [url], options.folder, rng=random.Random(options.seed),
+                          tick_seconds=options.tick_seconds, on_event=demo.on_event)
+    demo.scheduler = scheduler
+    demo.started = time.monotonic()
+    with _logs_above(console) if demo.live else contextlib.nullcontext():
+        await scheduler.start()
+        try:
+            await _drive(demo, url)
+        finally:
+            await scheduler.stop()
+    seconds = time.monotonic() - demo.started
+    await demo.write_sheets(final_step_name)
+    console.print(demo.summary())
+    for run in demo.runs:
+        console.print(f"contact sheet of {run.label}: {run.sheet}", markup=False)
+    console.print(f"{scheduler.jobs_done} jobs in {seconds:.1f} s; database "
+                  f"{options.database_url}", markup=False)
+    return DemoReport(demo.runs, options.folder, options.database_url, scheduler.jobs_done,
+                      seconds)
