@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from bot.config import ConfigError, Settings, load_settings, require
+from bot.config import ConfigError, Settings, load_settings
 from db.engine import create_engine, create_session_factory
 from db.migrate import upgrade_database
 from orchestration.errors import DomainError
@@ -65,12 +65,9 @@ async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> No
 
 
 async def cmd_run(settings: Settings, _args: argparse.Namespace) -> None:
-    require(settings, "discord_token", "discord_guild_id", "curator_role_id")
-    await upgrade_database(settings.database_url)
-    raise ConfigError(
-        "the Discord bot is not part of this version yet; the database is ready at "
-        f"{settings.database_url}"
-    )
+    from bot.startup import run_bot  # discord.py loads only for the bot itself
+
+    await run_bot(settings)
 
 
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:

@@ -60,3 +60,19 @@ def test_env_file_is_read(env, capsys):
     (env / ".env").write_text("DISCORD_TOKEN=abc\nDISCORD_GUILD_ID=1\n")
     assert main(["run"]) == 2
     assert "CURATOR_ROLE_ID is not set" in capsys.readouterr().err
+
+
+def test_unreachable_comfy_url_stops_start_up(env, monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (env / ".env").write_text(
+        f"DISCORD_TOKEN=abc\nDISCORD_GUILD_ID=1\nCURATOR_ROLE_ID=2\n"
+        f"COMFY_URL=http://127.0.0.1:{port}\n")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"comfy-curator: COMFY_URL: ComfyUI at http://127.0.0.1:{port} "
+                          "is not reachable")
+    assert "Traceback" not in err

@@ -1,0 +1,78 @@
+"""The Discord bot: start-up, the one error boundary, and shutdown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Settings
+from db.engine import SessionFactory
+from orchestration.errors import DomainError
+from orchestration.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+COGS = ("cogs.runs",)
+
+UNEXPECTED = "Something went wrong on the bot's side; it is in the log. Nothing was changed."
+
+
+async def reply_ephemeral(interaction: discord.Interaction[Any], message: str) -> None:
+    """Answer or follow up, whichever the interaction still allows."""
+    if interaction.response.is_done():
+        await interaction.followup.send(message, ephemeral=True)
+    else:
+        await interaction.response.send_message(message, ephemeral=True)
+
+
+class CuratorTree(app_commands.CommandTree["CuratorBot"]):
+    """Refusals a person caused are shown to them alone; anything else is logged once."""
+
+    async def on_error(
+        self, interaction: discord.Interaction[CuratorBot], error: app_commands.AppCommandError
+    ) -> None:
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, DomainError | app_commands.CheckFailure):
+            await reply_ephemeral(interaction, str(cause))
+            return
+        command = interaction.command.qualified_name if interaction.command else "?"
+        log.error("/%s by %s failed", command, interaction.user, exc_info=cause)
+        await reply_ephemeral(interaction, UNEXPECTED)
+
+
+class CuratorBot(commands.Bot):
+    def __init__(self, settings: Settings, sessions: SessionFactory, scheduler: Scheduler) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),  # no privileged intent is needed
+            tree_cls=CuratorTree,
+        )
+        self.settings = settings
+        self.sessions = sessions
+        self.scheduler = scheduler
+
+    @property
+    def guild_id(self) -> int:
+        assert self.settings.discord_guild_id is not None
+        return self.settings.discord_guild_id
+
+    async def setup_hook(self) -> None:
+        for extension in COGS:
+            await self.load_extension(extension)
+        guild = discord.Object(id=self.guild_id)
+        self.tree.copy_global_to(guild=guild)
+        synced = await self.tree.sync(guild=guild)
+        log.info(
+            "slash commands synced to guild %s: %s",
+            self.guild_id,
+            ", ".join(sorted(c.name for c in synced)),
+        )
+        await self.scheduler.start()
+
+    async def close(self) -> None:
+        await self.scheduler.stop()
+        await super().close()

@@ -1,0 +1,39 @@
+"""Shared pieces of the cogs: which run an interaction is about, and run autocomplete."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from orchestration.errors import InvalidInput
+from orchestration.overview import run_for_channel, run_overviews
+
+if TYPE_CHECKING:
+    from bot.app import CuratorBot
+
+
+async def resolve_run(
+    bot: CuratorBot, interaction: discord.Interaction[Any], run: int | None
+) -> int:
+    """The `run` option when given, else the run whose channel this is."""
+    if run is not None:
+        return run
+    if interaction.channel_id is not None:
+        async with bot.sessions() as session:
+            found = await run_for_channel(session, interaction.channel_id)
+        if found is not None:
+            return found
+    raise InvalidInput("Use this in a run's channel, or pick the run with the `run` option.")
+
+
+async def running_run_choices(bot: CuratorBot, current: str) -> list[app_commands.Choice[int]]:
+    async with bot.sessions() as session:
+        runs = await run_overviews(session)
+    current = current.lower()
+    return [
+        app_commands.Choice(name=f"#{r.id} {r.name}"[:100], value=r.id)
+        for r in runs
+        if current in f"#{r.id} {r.name}".lower()
+    ][:25]

@@ -1,0 +1,254 @@
+"""/runs, /run start, /complete and /resume."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import CuratorBot
+from bot.permissions import curator_only
+from cogs.common import resolve_run, running_run_choices
+from db.models import RunStatus, SelectionOrder
+from orchestration.errors import InvalidInput
+from orchestration.overview import RunOverview, run_overviews, set_run_channel
+from orchestration.pipelines import list_pipelines
+from orchestration.runs import RunCreated, complete_run, create_run, resume_run
+
+log = logging.getLogger(__name__)
+
+RUNS_PER_PAGE = 10
+
+
+def parse_variables(text: str | None) -> dict[str, str]:
+    """`style=golden hour; lens=85mm` → {"style": "golden hour", "lens": "85mm"}."""
+    values: dict[str, str] = {}
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput(
+                f"“{part.strip()}” is not name=value; separate variables with ';', "
+                "e.g. `style=golden hour; lens=85mm`."
+            )
+        values[name.strip()] = value.strip()
+    return values
+
+
+def step_badges(run: RunOverview) -> str:
+    parts = []
+    for s in run.steps:
+        badge = "✅" if s.approved else ("⏳" if s.awaiting_approval else "·")
+        parts.append(f"{s.step} {s.name}: {s.candidates} {badge}")
+    return " | ".join(parts)
+
+
+def runs_embed(runs: list[RunOverview], page: int) -> discord.Embed:
+    pages = max(1, -(-len(runs) // RUNS_PER_PAGE))
+    page = min(max(page, 1), pages)
+    embed = discord.Embed(title="Runs", colour=discord.Colour.blurple())
+    if not runs:
+        embed.description = "No runs yet. Start one with `/run start`."
+    for run in runs[(page - 1) * RUNS_PER_PAGE : page * RUNS_PER_PAGE]:
+        if run.status is RunStatus.completed:
+            state = "completed"
+        elif run.held_reason:
+            state = f"on hold: {run.held_reason}"[:200]
+        elif any(s.awaiting_approval for s in run.steps):
+            state = "awaiting approval"
+        else:
+            state = "running" if run.has_work else "no work left"
+        channel = f" · <#{run.channel_id}>" if run.channel_id else ""
+        embed.add_field(
+            name=f"#{run.id} {run.name} ({run.pipeline})"[:256],
+            value=(
+                f"{state} · {run.completion:.0%} done · {run.votes} votes{channel}\n"
+                f"{step_badges(run)}"
+            )[:1024],
+            inline=False,
+        )
+    embed.set_footer(text=f"page {page} of {pages} · ✅ approved · ⏳ awaiting approval")
+    return embed
+
+
+class Runs(commands.Cog):
+    def __init__(self, bot: CuratorBot) -> None:
+        self.bot = bot
+
+    run_group = app_commands.Group(name="run", description="Start a run")
+
+    @app_commands.command(name="runs", description="Every run: status, steps, votes")
+    @app_commands.describe(page="Page of the list (10 runs a page)")
+    async def runs(self, interaction: discord.Interaction[Any], page: int = 1) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        async with self.bot.sessions() as session:
+            overviews = await run_overviews(session)
+        await interaction.followup.send(embed=runs_embed(overviews, page), ephemeral=True)
+
+    @run_group.command(name="start", description="Start a run of a pipeline in its own channel")
+    @app_commands.describe(
+        pipeline="The pipeline to run",
+        name="A name for this session, e.g. Morning gym shoot",
+        prompt="The prompt",
+        negative_prompt="What to avoid (optional)",
+        variables="Other variables the pipeline needs: name=value; name=value",
+        n="Children per parent (and base images)",
+        order="Fill the lowest step first, or finish the highest first",
+        gates="Ask for approval before a step grows (default on)",
+    )
+    @curator_only()
+    async def start(
+        self,
+        interaction: discord.Interaction[Any],
+        pipeline: str,
+        name: str,
+        prompt: str,
+        negative_prompt: str | None = None,
+        variables: str | None = None,
+        n: app_commands.Range[int, 1, 20] | None = None,
+        order: SelectionOrder | None = None,
+        gates: bool | None = None,
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        values: dict[str, Any] = {**parse_variables(variables), "prompt": prompt}
+        if negative_prompt is not None:
+            values["negative_prompt"] = negative_prompt
+        defaults = self.bot.settings.run_settings()
+        settings = type(defaults)(
+            max_children=n or defaults.max_children,
+            target_leaves=defaults.target_leaves,
+            order=order or defaults.order,
+            gates=defaults.gates if gates is None else gates,
+            budget=defaults.budget,
+            top_k=defaults.top_k,
+        )
+        async with self.bot.sessions() as session:
+            created = await create_run(
+                session, pipeline, name, values, settings, created_by=str(interaction.user.id)
+            )
+            channel = await self._open_channel(interaction, created)
+            if channel is not None:
+                await set_run_channel(session, created.run_id, channel.id)
+        self.bot.scheduler.wake()
+        where = f" in {channel.mention}" if channel is not None else ""
+        await interaction.followup.send(
+            f"Started run #{created.run_id} “{created.name}” on {created.pipeline} "
+            f"({created.steps} steps){where}. New candidates will arrive there as pairs to vote on."
+        )
+
+    @start.autocomplete("pipeline")
+    async def _pipelines(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        async with self.bot.sessions() as session:
+            pipelines = await list_pipelines(session)
+        return [
+            app_commands.Choice(name=p.name, value=p.name)
+            for p in pipelines
+            if current.lower() in p.name.lower()
+        ][:25]
+
+    async def _open_channel(
+        self, interaction: discord.Interaction[Any], created: RunCreated
+    ) -> discord.TextChannel | None:
+        guild = interaction.guild
+        if guild is None:
+            return None
+        category = None
+        category_id = self.bot.settings.run_category_id
+        if category_id is not None:
+            found = guild.get_channel(category_id)
+            category = found if isinstance(found, discord.CategoryChannel) else None
+        channel = await guild.create_text_channel(
+            created.folder[:100],
+            category=category,
+            topic=f"comfy-curator run #{created.run_id}: {created.name}",
+        )
+        return channel
+
+    @app_commands.command(name="complete", description="Complete a run: no more jobs or votes")
+    @app_commands.describe(run="The run (default: this channel's run)")
+    @curator_only()
+    async def complete(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
+        run_id = await resolve_run(self.bot, interaction, run)
+        view = ConfirmView(interaction.user.id)
+        await interaction.response.send_message(
+            f"Complete run #{run_id}? No new jobs, votes or approvals afterwards.",
+            view=view,
+            ephemeral=True,
+        )
+        if not await view.wait_for_answer():
+            await interaction.edit_original_response(content="Not completed.", view=None)
+            return
+        async with self.bot.sessions() as session:
+            done = await complete_run(session, run_id)
+        await interaction.edit_original_response(
+            content=f"Run #{done.id} “{done.name}” is completed.", view=None
+        )
+        if done.channel_id is not None:
+            channel = self.bot.get_channel(done.channel_id)
+            if isinstance(channel, discord.TextChannel):
+                await channel.send(
+                    f"✅ Run “{done.name}” was completed by {interaction.user.mention}."
+                )
+                await channel.edit(name=f"done-{channel.name}"[:100])
+
+    @app_commands.command(name="resume", description="Lift a run's hold so it gets jobs again")
+    @app_commands.describe(run="The run (default: this channel's run)")
+    @curator_only()
+    async def resume(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
+        run_id = await resolve_run(self.bot, interaction, run)
+        async with self.bot.sessions() as session:
+            resumed = await resume_run(session, run_id)
+        self.bot.scheduler.wake()
+        await interaction.response.send_message(f"Run #{resumed.id} “{resumed.name}” resumed.")
+
+    @complete.autocomplete("run")
+    @resume.autocomplete("run")
+    async def _runs(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[int]]:
+        return await running_run_choices(self.bot, current)
+
+
+class ConfirmView(discord.ui.View):
+    """Two buttons for the person who asked; any other person's tap is refused."""
+
+    def __init__(self, owner_id: int, timeout: float = 120) -> None:
+        super().__init__(timeout=timeout)
+        self.owner_id = owner_id
+        self.answer: bool | None = None
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        if interaction.user.id != self.owner_id:
+            await interaction.response.send_message("This question is not yours.", ephemeral=True)
+            return False
+        return True
+
+    @discord.ui.button(label="Confirm", style=discord.ButtonStyle.danger)
+    async def confirm(
+        self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]
+    ) -> None:
+        self.answer = True
+        await interaction.response.defer()
+        self.stop()
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    async def cancel(
+        self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]
+    ) -> None:
+        self.answer = False
+        await interaction.response.defer()
+        self.stop()
+
+    async def wait_for_answer(self) -> bool:
+        await self.wait()
+        return bool(self.answer)
+
+
+async def setup(bot: CuratorBot) -> None:
+    await bot.add_cog(Runs(bot))

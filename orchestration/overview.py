@@ -1,0 +1,140 @@
+"""Read models for the Discord surface: every run at a glance, and finding a run by channel."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import (
+    CandidateStatus,
+    ImageCandidate,
+    Pipeline,
+    PipelineRun,
+    PipelineRunStep,
+    PipelineStep,
+    RunStatus,
+    Vote,
+)
+from orchestration.approvals import awaiting_approval
+from orchestration.errors import NotFound
+from orchestration.selection import decide_for_run
+
+
+@dataclass(frozen=True)
+class StepOverview:
+    step: int
+    name: str
+    candidates: int  # active ones
+    approved: bool
+    awaiting_approval: bool
+
+
+@dataclass(frozen=True)
+class RunOverview:
+    id: int
+    name: str
+    pipeline: str
+    status: RunStatus
+    held_reason: str | None
+    channel_id: int | None
+    votes: int
+    has_work: bool
+    steps: list[StepOverview]
+
+    @property
+    def completion(self) -> float:
+        """Share of steps finished: approved, or for the final step filled with no work left."""
+        done = sum(1 for s in self.steps[:-1] if s.approved)
+        final = self.steps[-1] if self.steps else None
+        if (
+            final is not None
+            and final.candidates
+            and (not self.has_work or self.status is RunStatus.completed)
+        ):
+            done += 1
+        return done / len(self.steps) if self.steps else 0.0
+
+
+async def run_has_work(session: AsyncSession, run_id: int) -> bool:
+    """Whether selection would give this run a job now (a held or completed run has none)."""
+    run = await session.get(PipelineRun, run_id)
+    if run is None or run.status is RunStatus.completed or run.held_reason is not None:
+        return False
+    # The raffle's draw does not matter here, only whether there is something to draw.
+    return await decide_for_run(session, run_id, random.Random(0)) is not None
+
+
+async def run_overview(session: AsyncSession, run_id: int) -> RunOverview:
+    run = await session.get(PipelineRun, run_id)
+    if run is None:
+        raise NotFound(f"There is no run #{run_id}.")
+    name = await session.scalar(select(Pipeline.name).where(Pipeline.id == run.pipeline_id))
+    rows = (
+        await session.execute(
+            select(PipelineRunStep.step, PipelineStep.name, PipelineRunStep.approved)
+            .join(PipelineStep, PipelineStep.id == PipelineRunStep.step_id)
+            .where(PipelineRunStep.run_id == run_id)
+            .order_by(PipelineRunStep.step)
+        )
+    ).all()
+    counts = dict(
+        (
+            await session.execute(
+                select(ImageCandidate.step, func.count())
+                .where(
+                    ImageCandidate.run_id == run_id, ImageCandidate.status == CandidateStatus.active
+                )
+                .group_by(ImageCandidate.step)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    votes = await session.scalar(select(func.count()).where(Vote.run_id == run_id)) or 0
+    waiting = (
+        set(await awaiting_approval(session, run_id)) if run.status is RunStatus.running else set()
+    )
+    return RunOverview(
+        run.id,
+        run.name,
+        name or "",
+        run.status,
+        run.held_reason,
+        run.channel_id,
+        int(votes),
+        await run_has_work(session, run_id),
+        [
+            StepOverview(step, step_name, counts.get(step, 0), approved, step in waiting)
+            for step, step_name, approved in rows
+        ],
+    )
+
+
+async def run_overviews(session: AsyncSession) -> list[RunOverview]:
+    """Every run, running ones first, newest first within each group."""
+    ids = (
+        await session.execute(
+            select(PipelineRun.id).order_by(
+                (PipelineRun.status == RunStatus.completed), PipelineRun.id.desc()
+            )
+        )
+    ).scalars()
+    return [await run_overview(session, run_id) for run_id in list(ids)]
+
+
+async def run_for_channel(session: AsyncSession, channel_id: int) -> int | None:
+    found: int | None = await session.scalar(
+        select(PipelineRun.id).where(PipelineRun.channel_id == channel_id)
+    )
+    return found
+
+
+async def set_run_channel(session: AsyncSession, run_id: int, channel_id: int) -> None:
+    run = await session.get(PipelineRun, run_id)
+    if run is None:
+        raise NotFound(f"There is no run #{run_id}.")
+    run.channel_id = channel_id
+    await session.commit()

@@ -1,0 +1,116 @@
+"""/runs, /run start, /complete, /resume through faked interactions and a real database."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from cogs.runs import Runs, parse_variables
+from db.models import PipelineRun, RunStatus
+from orchestration.errors import InvalidInput
+from orchestration.runs import hold_run
+from tests.factories import make_pipeline
+from tests.helpers import created_channels, fake_interaction, fake_member, invoke, make_bot, replies
+
+
+@pytest.fixture
+async def cog(session_factory, tmp_path):
+    async with session_factory() as s:
+        await make_pipeline(s, tmp_path, steps=3)
+    bot = make_bot(session_factory, tmp_path / "data")
+    return Runs(bot)
+
+
+async def start(cog, **kwargs):
+    interaction = fake_interaction(
+        cog.bot, **({"user": kwargs.pop("user")} if "user" in kwargs else {})
+    )
+    args = {"pipeline": "test-pipeline", "name": "Morning gym", "prompt": "a gym"} | kwargs
+    await invoke(Runs.start, cog, interaction, **args)
+    return interaction
+
+
+async def test_run_start_creates_run_and_channel(cog, session_factory):
+    interaction = await start(cog, n=2)
+    assert interaction.response.deferred  # answered within Discord's 3 s before slow work
+    [channel] = created_channels(interaction)
+    assert channel.name == "run-0001-morning-gym"
+    async with session_factory() as s:
+        run = (await s.scalars(select(PipelineRun))).one()
+    assert run.channel_id == channel.id and run.max_children == 2
+    assert run.variables == {"prompt": "a gym"}
+    assert f"in {channel.mention}" in replies(interaction)[-1]
+
+
+async def test_run_start_refusals_change_nothing(cog, session_factory):
+    no_role = await start(cog, user=fake_member(curator=False))
+    assert "Only members with the <@&4242> role" in replies(no_role)[0]
+    assert no_role.response.sent[0]["ephemeral"] is True
+    unknown = await start(cog, pipeline="nope")
+    assert "no pipeline “nope”" in replies(unknown)[-1]
+    bad_vars = await start(cog, variables="style golden")
+    assert "is not name=value" in replies(bad_vars)[-1]
+    async with session_factory() as s:
+        assert (await s.scalars(select(PipelineRun))).all() == []
+    for i in (no_role, unknown, bad_vars):
+        assert i.guild.create_text_channel.await_count == 0
+
+
+def test_parse_variables():
+    assert parse_variables("style=golden hour; lens = 85mm;") == {
+        "style": "golden hour",
+        "lens": "85mm",
+    }
+    assert parse_variables(None) == {}
+    with pytest.raises(InvalidInput):
+        parse_variables("=x")
+
+
+async def test_runs_lists_every_run(cog):
+    await start(cog, name="A")
+    await start(cog, name="B")
+    interaction = fake_interaction(cog.bot)
+    await invoke(Runs.runs, cog, interaction)
+    embed = interaction.followup.send.await_args.kwargs["embed"]
+    names = [f.name for f in embed.fields]
+    assert names == ["#2 B (test-pipeline)", "#1 A (test-pipeline)"]
+    assert "1 step 1: 0 ✅" in embed.fields[0].value
+    assert "0 votes" in embed.fields[0].value
+
+
+async def test_complete_in_the_runs_channel_after_confirming(cog, session_factory):
+    started = await start(cog)
+    [channel] = created_channels(started)
+    interaction = fake_interaction(cog.bot, channel_id=channel.id)
+    task = asyncio.create_task(invoke(Runs.complete, cog, interaction))
+    await asyncio.sleep(0.01)
+    view = interaction.response.sent[0]["view"]
+    view.answer = True
+    view.stop()
+    await task
+    async with session_factory() as s:
+        run = (await s.scalars(select(PipelineRun))).one()
+    assert run.status is RunStatus.completed
+    assert "is completed" in interaction.edit_original_response.await_args.kwargs["content"]
+
+
+async def test_complete_elsewhere_needs_the_run_option(cog):
+    await start(cog)
+    interaction = fake_interaction(cog.bot, channel_id=999)
+    await invoke(Runs.complete, cog, interaction)
+    assert "Use this in a run's channel" in replies(interaction)[0]
+
+
+async def test_resume(cog, session_factory):
+    await start(cog)
+    async with session_factory() as s:
+        await hold_run(s, 1, "checkpoint missing")
+    interaction = fake_interaction(cog.bot)
+    await invoke(Runs.resume, cog, interaction, run=1)
+    assert replies(interaction) == ["Run #1 “Morning gym” resumed."]
+    again = fake_interaction(cog.bot)
+    await invoke(Runs.resume, cog, again, run=1)
+    assert "is not on hold" in replies(again)[0]
+    assert again.response.sent[0]["ephemeral"] is True

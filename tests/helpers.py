@@ -1,0 +1,143 @@
+"""Fakes for the Discord boundary only, built with `spec_set` on discord.py's own classes so a
+misspelt attribute fails the test. Everything behind them (database, orchestration, scheduler)
+is real."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+from unittest.mock import AsyncMock, MagicMock
+
+import discord
+from discord import app_commands
+
+from bot.app import CuratorBot
+from bot.config import Settings
+from db.engine import SessionFactory
+from orchestration.scheduler import Scheduler
+
+CURATOR_ROLE = 4242
+GUILD = 1111
+_ids = itertools.count(10_000)
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "discord_token": "token",
+        "discord_guild_id": GUILD,
+        "curator_role_id": CURATOR_ROLE,
+        "comfy_url": "http://127.0.0.1:9",
+        "data_dir": data_dir,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def make_bot(sessions: SessionFactory, data_dir: Path, **overrides: Any) -> CuratorBot:
+    settings = make_settings(data_dir, **overrides)
+    scheduler = Scheduler(sessions, settings.comfy_urls, data_dir)  # never started here
+    return CuratorBot(settings, sessions, scheduler)
+
+
+def fake_role(role_id: int) -> MagicMock:
+    role = MagicMock(spec_set=discord.Role)
+    role.id = role_id
+    return role
+
+
+def fake_member(*, curator: bool = True, name: str = "alice") -> MagicMock:
+    member = MagicMock(spec_set=discord.Member)
+    member.id = next(_ids)
+    member.name = member.display_name = name
+    member.mention = f"<@{member.id}>"
+    member.roles = [fake_role(CURATOR_ROLE)] if curator else [fake_role(1)]
+    return member
+
+
+def fake_text_channel(name: str = "general") -> MagicMock:
+    channel = MagicMock(spec_set=discord.TextChannel)
+    channel.id = next(_ids)
+    channel.name = name
+    channel.mention = f"<#{channel.id}>"
+    channel.send = AsyncMock()
+    channel.edit = AsyncMock()
+    return channel
+
+
+def fake_guild() -> MagicMock:
+    guild = MagicMock(spec_set=discord.Guild)
+    guild.id = GUILD
+    created: list[MagicMock] = []
+
+    async def create_text_channel(name: str, **_: Any) -> MagicMock:
+        channel = fake_text_channel(name)
+        created.append(channel)
+        return channel
+
+    guild.create_text_channel = AsyncMock(side_effect=create_text_channel)
+    guild.create_text_channel.created = created
+    guild.get_channel = MagicMock(return_value=None)
+    return guild
+
+
+def created_channels(interaction: MagicMock) -> list[MagicMock]:
+    return list(interaction.guild.create_text_channel.created)
+
+
+class FakeResponse:
+    """Records what the handler answered; knows whether it already answered, like Discord."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.deferred = False
+
+    def is_done(self) -> bool:
+        return self.deferred or bool(self.sent)
+
+    async def send_message(self, content: str | None = None, **kwargs: Any) -> None:
+        assert not self.is_done(), "answered twice"
+        self.sent.append({"content": content, **kwargs})
+
+    async def defer(self, **kwargs: Any) -> None:
+        assert not self.is_done(), "deferred after answering"
+        self.deferred = True
+
+
+def fake_interaction(
+    bot: CuratorBot, *, user: MagicMock | None = None, channel_id: int | None = None
+) -> MagicMock:
+    interaction = MagicMock(spec_set=discord.Interaction)
+    interaction.client = bot
+    interaction.user = user or fake_member()
+    interaction.guild = fake_guild()
+    interaction.channel_id = channel_id
+    interaction.command = None
+    interaction.response = FakeResponse()
+    interaction.followup = MagicMock(spec_set=discord.Webhook)
+    interaction.followup.send = AsyncMock()
+    interaction.edit_original_response = AsyncMock()
+    return interaction
+
+
+async def invoke(
+    command: app_commands.Command[Any, Any, Any], cog: Any, interaction: MagicMock, **kwargs: Any
+) -> None:
+    """Run a command as discord.py would: its checks, then the callback, errors to the tree."""
+    bot: CuratorBot = interaction.client
+    try:
+        for check in command.checks:
+            await discord.utils.maybe_coroutine(check, interaction)
+        await command.callback(cog, interaction, **kwargs)
+    except app_commands.AppCommandError as err:
+        await bot.tree.on_error(interaction, err)
+    except Exception as err:  # discord.py wraps what a callback raises
+        await bot.tree.on_error(interaction, app_commands.CommandInvokeError(command, err))
+
+
+def replies(interaction: MagicMock) -> list[str]:
+    """Every text the person saw, in order."""
+    texts = [m.get("content") or "" for m in interaction.response.sent]
+    for call in interaction.followup.send.await_args_list:
+        texts.append(call.args[0] if call.args else call.kwargs.get("content") or "")
+    return texts
