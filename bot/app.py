@@ -12,11 +12,11 @@ from discord.ext import commands
 from bot.config import Settings
 from db.engine import SessionFactory
 from orchestration.errors import DomainError
-from orchestration.scheduler import Scheduler
+from orchestration.scheduler import Scheduler, SchedulerEvent
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.runs",)
+COGS = ("cogs.runs", "cogs.notifications")
 
 UNEXPECTED = "Something went wrong on the bot's side; it is in the log. Nothing was changed."
 
@@ -54,6 +54,11 @@ class CuratorBot(commands.Bot):
         self.settings = settings
         self.sessions = sessions
         self.scheduler = scheduler
+        scheduler.on_event = self._on_scheduler_event
+
+    async def _on_scheduler_event(self, event: SchedulerEvent) -> None:
+        """Scheduler news becomes a bot event the cogs listen to (`on_scheduler_event`)."""
+        self.dispatch("scheduler_event", event)
 
     @property
     def guild_id(self) -> int:

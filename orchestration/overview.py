@@ -138,3 +138,20 @@ async def set_run_channel(session: AsyncSession, run_id: int, channel_id: int) -
         raise NotFound(f"There is no run #{run_id}.")
     run.channel_id = channel_id
     await session.commit()
+
+
+async def run_channel(session: AsyncSession, run_id: int) -> int | None:
+    channel: int | None = await session.scalar(
+        select(PipelineRun.channel_id).where(PipelineRun.id == run_id)
+    )
+    return channel
+
+
+async def running_run_channels(session: AsyncSession) -> list[int]:
+    """Channels of the runs still running: where news about the GPU box goes."""
+    rows = await session.scalars(
+        select(PipelineRun.channel_id).where(
+            PipelineRun.status == RunStatus.running, PipelineRun.channel_id.is_not(None)
+        )
+    )
+    return [c for c in rows if c is not None]
