@@ -99,6 +99,10 @@ class FakeResponse:
         assert not self.is_done(), "answered twice"
         self.sent.append({"content": content, **kwargs})
 
+    async def edit_message(self, **kwargs: Any) -> None:
+        assert not self.is_done(), "answered twice"
+        self.sent.append({"edited": True, **kwargs})
+
     async def defer(self, **kwargs: Any) -> None:
         assert not self.is_done(), "deferred after answering"
         self.deferred = True
