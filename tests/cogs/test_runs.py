@@ -85,7 +85,9 @@ async def test_complete_in_the_runs_channel_after_confirming(cog, session_factor
     [channel] = created_channels(started)
     interaction = fake_interaction(cog.bot, channel_id=channel.id)
     task = asyncio.create_task(invoke(Runs.complete, cog, interaction))
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):
+        while not interaction.response.sent:  # the question is on screen
+            await asyncio.sleep(0.001)
     view = interaction.response.sent[0]["view"]
     view.answer = True
     view.stop()
