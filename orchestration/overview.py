@@ -20,6 +20,7 @@ from db.models import (
 )
 from orchestration.approvals import awaiting_approval
 from orchestration.errors import NotFound
+from orchestration.ratings import RANKING
 from orchestration.selection import decide_for_run
 
 
@@ -155,3 +156,75 @@ async def running_run_channels(session: AsyncSession) -> list[int]:
         )
     )
     return [c for c in rows if c is not None]
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    rank: int  # 1-based among the page's ordering (active first, by the ranking rule)
+    id: int
+    elo: float
+    votes: int
+    status: CandidateStatus
+    advancing: bool | None
+    image_path: str
+    parent_id: int | None
+
+
+@dataclass(frozen=True)
+class GalleryPage:
+    run_id: int
+    run_name: str
+    step: int
+    step_name: str
+    page: int
+    pages: int
+    items: list[GalleryItem]
+
+
+async def gallery_page(
+    session: AsyncSession, run_id: int, step: int | None, page: int, per_page: int = 24
+) -> GalleryPage:
+    """One page of a step's candidates, best first, rejected ones last; default: the highest
+    step that has candidates."""
+    run = await session.get(PipelineRun, run_id)
+    if run is None:
+        raise NotFound(f"There is no run #{run_id}.")
+    steps = dict(
+        (
+            await session.execute(
+                select(PipelineRunStep.step, PipelineStep.name)
+                .join(PipelineStep, PipelineStep.id == PipelineRunStep.step_id)
+                .where(PipelineRunStep.run_id == run_id)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    if step is None:
+        step = (
+            await session.scalar(
+                select(func.max(ImageCandidate.step)).where(ImageCandidate.run_id == run_id)
+            )
+            or 1
+        )
+    if step not in steps:
+        raise NotFound(f"Run #{run_id} has steps 1–{len(steps)}; there is no step {step}.")
+    total = (
+        await session.scalar(
+            select(func.count()).where(ImageCandidate.run_id == run_id, ImageCandidate.step == step)
+        )
+        or 0
+    )
+    pages = max(1, -(-total // per_page))
+    page = min(max(page, 1), pages)
+    c = ImageCandidate
+    rows = await session.execute(
+        select(c.id, c.elo, c.votes, c.status, c.advancing, c.image_path, c.parent_id)
+        .where(c.run_id == run_id, c.step == step)
+        .order_by(c.status == CandidateStatus.rejected, *RANKING)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    )
+    start = (page - 1) * per_page
+    items = [GalleryItem(start + i + 1, *row) for i, row in enumerate(rows)]
+    return GalleryPage(run_id, run.name, step, steps[step], page, pages, items)

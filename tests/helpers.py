@@ -4,6 +4,7 @@ is real."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ class FakeResponse:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.deferred = False
+        self.answered = asyncio.Event()
 
     def is_done(self) -> bool:
         return self.deferred or bool(self.sent)
@@ -98,6 +100,7 @@ class FakeResponse:
     async def send_message(self, content: str | None = None, **kwargs: Any) -> None:
         assert not self.is_done(), "answered twice"
         self.sent.append({"content": content, **kwargs})
+        self.answered.set()
 
     async def edit_message(self, **kwargs: Any) -> None:
         assert not self.is_done(), "answered twice"

@@ -86,8 +86,7 @@ async def test_complete_in_the_runs_channel_after_confirming(cog, session_factor
     interaction = fake_interaction(cog.bot, channel_id=channel.id)
     task = asyncio.create_task(invoke(Runs.complete, cog, interaction))
     async with asyncio.timeout(5):
-        while not interaction.response.sent:  # the question is on screen
-            await asyncio.sleep(0.001)
+        await interaction.response.answered.wait()  # the question is on screen
     view = interaction.response.sent[0]["view"]
     view.answer = True
     view.stop()
