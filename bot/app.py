@@ -16,7 +16,7 @@ from orchestration.scheduler import Scheduler, SchedulerEvent
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.runs", "cogs.gallery", "cogs.notifications", "cogs.voting")
+COGS = ("cogs.runs", "cogs.approvals", "cogs.gallery", "cogs.notifications", "cogs.voting")
 
 UNEXPECTED = "Something went wrong on the bot's side; it is in the log. Nothing was changed."
 

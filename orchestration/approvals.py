@@ -60,10 +60,17 @@ async def _run_step(session: AsyncSession, run_id: int, step: int, steps: int) -
     return run_step
 
 
-async def approve_step(
-    session: AsyncSession, run_id: int, step: int, k: int, by: str
-) -> ApprovalResult:
-    """One-way: the top-k active candidates of `step` advance, every other one does not."""
+async def approval_preview(
+    session: AsyncSession, run_id: int, step: int, k: int
+) -> list[RankedCandidate]:
+    """The candidates `approve_step` would let advance, after the same checks; changes nothing."""
+    _, top = await _checked(session, run_id, step, k)
+    return top
+
+
+async def _checked(
+    session: AsyncSession, run_id: int, step: int, k: int
+) -> tuple[PipelineRunStep, list[RankedCandidate]]:
     run = await get_running_run(session, run_id)
     found = await plan_and_counts(session, run.id)
     assert found is not None
@@ -83,19 +90,28 @@ async def approve_step(
     top = await ranked_candidates(session, run.id, step, limit=k)
     if not top:
         raise Conflict(f"Step {step} of run #{run.id} has no active candidates to approve yet.")
+    return run_step, top
+
+
+async def approve_step(
+    session: AsyncSession, run_id: int, step: int, k: int, by: str
+) -> ApprovalResult:
+    """One-way: the top-k active candidates of `step` advance, every other one does not."""
+    run_step, top = await _checked(session, run_id, step, k)
+    run_id = run_step.run_id
 
     c = ImageCandidate
     await session.execute(
-        update(c).where(c.run_id == run.id, c.step == step).values(advancing=False)
+        update(c).where(c.run_id == run_id, c.step == step).values(advancing=False)
     )
     await session.execute(update(c).where(c.id.in_([t.id for t in top])).values(advancing=True))
-    total = await session.scalar(select(func.count()).where(c.run_id == run.id, c.step == step))
+    total = await session.scalar(select(func.count()).where(c.run_id == run_id, c.step == step))
     run_step.approved = True
     run_step.approved_at = utcnow()
     run_step.approved_by = by
     run_step.top_k = k
     await session.commit()
-    return ApprovalResult(run.id, step, k, top, int(total or 0) - len(top))
+    return ApprovalResult(run_id, step, k, top, int(total or 0) - len(top))
 
 
 async def awaiting_approval(session: AsyncSession, run_id: int) -> list[int]:

@@ -122,7 +122,9 @@ def fake_interaction(
     interaction.command = None
     interaction.response = FakeResponse()
     interaction.followup = MagicMock(spec_set=discord.Webhook)
-    interaction.followup.send = AsyncMock()
+    followed = asyncio.Event()
+    interaction.followup.send = AsyncMock(side_effect=lambda *a, **k: followed.set())
+    interaction.followup.send.event = followed
     interaction.edit_original_response = AsyncMock()
     return interaction
 
@@ -148,3 +150,9 @@ def replies(interaction: MagicMock) -> list[str]:
     for call in interaction.followup.send.await_args_list:
         texts.append(call.args[0] if call.args else call.kwargs.get("content") or "")
     return texts
+
+
+async def followed_up(interaction: MagicMock) -> None:
+    """Wait for the handler's first follow-up message (e.g. a preview awaiting a button)."""
+    async with asyncio.timeout(5):
+        await interaction.followup.send.event.wait()

@@ -1,0 +1,102 @@
+"""/approve step k: a preview of the top-k, then a confirm button."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import CuratorBot
+from bot.permissions import curator_only
+from bot.render import SheetItem, render_contact_sheet
+from cogs.common import resolve_run, running_run_choices
+from cogs.runs import ConfirmView
+from orchestration.approvals import RankedCandidate, approval_preview, approve_step
+
+FEW_VOTES = 2  # fewer votes than this on a top candidate: its place may still change
+
+
+def few_votes_warning(top: list[RankedCandidate]) -> str:
+    thin = [c for c in top if c.votes < FEW_VOTES]
+    if not thin:
+        return ""
+    return (
+        f"\n⚠️ {len(thin)} of these have fewer than {FEW_VOTES} votes: the order may still "
+        "change with more votes."
+    )
+
+
+class Approvals(commands.Cog):
+    def __init__(self, bot: CuratorBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="approve", description="Let the best k of a step grow further")
+    @app_commands.describe(
+        step="The step to approve (2 or later, not the last)",
+        k="How many advance (default: the run's k)",
+        run="The run (default: this channel's run)",
+    )
+    @curator_only()
+    async def approve(
+        self,
+        interaction: discord.Interaction[Any],
+        step: int,
+        k: int | None = None,
+        run: int | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        run_id = await resolve_run(self.bot, interaction, run)
+        k = self.bot.settings.top_k if k is None else k
+        async with self.bot.sessions() as session:
+            top = await approval_preview(session, run_id, step, k)  # refuses before any preview
+        items = [
+            SheetItem(
+                self.bot.settings.data_dir / c.image_path,
+                rank,
+                f"#{c.id} · Elo {c.elo:.0f} · {c.votes} votes",
+                "advancing",
+            )
+            for rank, c in enumerate(top, start=1)
+        ]
+        view = ConfirmView(interaction.user.id)
+        text = (
+            f"Approve step {step} of run #{run_id}: these {len(top)} advance, every other "
+            f"candidate of the step stops growing. This cannot be undone."
+            f"{few_votes_warning(top)}"
+        )
+        sheet = await asyncio.to_thread(
+            render_contact_sheet, items, title=f"Step {step}: the top {len(top)}"
+        )
+        await interaction.followup.send(
+            text,
+            view=view,
+            ephemeral=True,
+            file=discord.File(io.BytesIO(sheet.data), filename=sheet.filename),
+        )
+        if not await view.wait_for_answer():
+            await interaction.edit_original_response(
+                content="Not approved.", view=None, attachments=[]
+            )
+            return
+        async with self.bot.sessions() as session:
+            result = await approve_step(session, run_id, step, k, str(interaction.user.id))
+        self.bot.scheduler.wake()
+        ids = ", ".join(f"#{c.id}" for c in result.advancing)
+        await interaction.edit_original_response(
+            content=f"Step {step} approved: {ids} advance, {result.not_advancing} do not.",
+            view=None,
+        )
+
+    @approve.autocomplete("run")
+    async def _runs(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[int]]:
+        return await running_run_choices(self.bot, current)
+
+
+async def setup(bot: CuratorBot) -> None:
+    await bot.add_cog(Approvals(bot))
