@@ -16,7 +16,14 @@ from orchestration.scheduler import Scheduler, SchedulerEvent
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.runs", "cogs.approvals", "cogs.gallery", "cogs.notifications", "cogs.voting")
+COGS = (
+    "cogs.runs",
+    "cogs.approvals",
+    "cogs.pipelines",
+    "cogs.gallery",
+    "cogs.notifications",
+    "cogs.voting",
+)
 
 UNEXPECTED = "Something went wrong on the bot's side; it is in the log. Nothing was changed."
 

@@ -16,7 +16,8 @@ async def test_cogs_load_and_register_commands(session_factory, tmp_path):
     for extension in COGS:
         await bot.load_extension(extension)
     names = {c.qualified_name for c in bot.tree.walk_commands()}
-    assert {"runs", "run start", "complete", "resume"} <= names
+    assert {"runs", "run start", "complete", "resume", "approve", "gallery", "pipeline import",
+            "pipeline list", "status"} <= names
 
 
 async def test_error_boundary(session_factory, tmp_path, caplog):

@@ -1,0 +1,123 @@
+"""/pipeline import and /pipeline list, and /status of the GPU box."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import CuratorBot
+from bot.permissions import curator_only
+from orchestration.errors import InvalidInput
+from orchestration.overview import run_overviews
+from orchestration.pipelines import import_pipeline, list_pipelines
+
+MAX_UPLOAD = 20 * 2**20
+
+
+def unpack(data: bytes, filename: str, folder: Path) -> Path:
+    """Write an uploaded pipeline where `import_pipeline` can read it; zips are checked for
+    paths that would escape the folder."""
+    name = Path(filename).name
+    if name.lower().endswith(".zip"):
+        target = folder / "pipeline"
+        zip_path = folder / name
+        zip_path.write_bytes(data)
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                for member in archive.namelist():
+                    if not (target / member).resolve().is_relative_to(target.resolve()):
+                        raise InvalidInput(
+                            f"{name}: the zip holds a path outside itself ({member})."
+                        )
+                archive.extractall(target)
+        except zipfile.BadZipFile as err:
+            raise InvalidInput(f"{name} is not a valid zip file.") from err
+        entries = [p for p in target.iterdir() if not p.name.startswith(("__MACOSX", "."))]
+        # A zip of a folder holds that folder: import what is inside it.
+        return entries[0] if len(entries) == 1 and entries[0].is_dir() else target
+    if name.lower().endswith((".yaml", ".yml", ".json")):
+        path = folder / name
+        path.write_bytes(data)
+        return path
+    raise InvalidInput(
+        f"{name}: send a .zip of the pipeline folder, a pipeline .yaml whose workflows are "
+        "inside it, or one workflow .json."
+    )
+
+
+class Pipelines(commands.Cog):
+    def __init__(self, bot: CuratorBot) -> None:
+        self.bot = bot
+
+    pipeline = app_commands.Group(name="pipeline", description="Pipelines")
+
+    @pipeline.command(name="list", description="The pipelines runs can use")
+    async def list_(self, interaction: discord.Interaction[Any]) -> None:
+        async with self.bot.sessions() as session:
+            pipelines = await list_pipelines(session)
+        lines = [
+            f"**{p.name}**: {' → '.join(p.steps)} (variables: {', '.join(p.variables) or 'none'})"
+            for p in pipelines
+        ]
+        await interaction.response.send_message(
+            "\n".join(lines)[:1900] or "No pipelines yet: `/pipeline import` one.", ephemeral=True
+        )
+
+    @pipeline.command(
+        name="import", description="Import a pipeline: a zip of its folder, or a workflow JSON"
+    )
+    @app_commands.describe(file="A .zip of the pipeline folder, or one API-format workflow .json")
+    @curator_only()
+    async def import_(
+        self, interaction: discord.Interaction[Any], file: discord.Attachment
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if file.size > MAX_UPLOAD:
+            raise InvalidInput(f"{file.filename} is larger than {MAX_UPLOAD // 2**20} MB.")
+        data = await file.read()
+        with tempfile.TemporaryDirectory(prefix="pipeline-") as tmp:
+            path = await asyncio.to_thread(unpack, data, file.filename, Path(tmp))
+            async with self.bot.sessions() as session:
+                result = await import_pipeline(session, path)
+        verb = "Imported" if result.created else "Already imported, unchanged:"
+        warnings = "".join(f"\n⚠️ {w}" for w in result.warnings)
+        await interaction.followup.send(
+            f"{verb} **{result.name}**: {' → '.join(result.steps)}; run variables: "
+            f"{', '.join(result.variables) or 'none'}.{warnings}",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="status", description="Workers, the job in flight, runs with work")
+    async def status(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True)
+        scheduler = self.bot.scheduler
+        lines = []
+        for url in scheduler.workers:
+            state = {True: "up", False: "DOWN", None: "not checked yet"}[scheduler.up.get(url)]
+            job = scheduler.progress.get(url)
+            if job is None:
+                lines.append(f"**{url}**: {state}, idle")
+            else:
+                lines.append(
+                    f"**{url}**: {state}, run #{job.run_id} job {job.job_id} at step "
+                    f"{job.step}: {job.fraction:.0%} "
+                    f"({time.monotonic() - job.started:.0f} s)"
+                )
+        async with self.bot.sessions() as session:
+            runs = [r for r in await run_overviews(session) if r.has_work]
+        queue = ", ".join(f"#{r.id} {r.name}" for r in runs) or "none"
+        lines.append(f"Runs with work: {queue}")
+        lines.append(f"Jobs done since start: {scheduler.jobs_done}")
+        await interaction.followup.send("\n".join(lines)[:1900], ephemeral=True)
+
+
+async def setup(bot: CuratorBot) -> None:
+    await bot.add_cog(Pipelines(bot))
