@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,6 +16,7 @@ from bot.config import ConfigError, Settings, load_settings
 from db.engine import create_engine, create_session_factory
 from db.migrate import upgrade_database
 from orchestration.errors import DomainError
+from orchestration.export import vote_records
 from orchestration.pipelines import import_pipeline, list_pipelines
 
 log = logging.getLogger("comfy_curator")
@@ -28,9 +31,7 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _with_database(
-    settings: Settings, work: Callable[..., Awaitable[T]], *args: object
-) -> T:
+async def _with_database(settings: Settings, work: Callable[..., Awaitable[T]], *args: object) -> T:
     await upgrade_database(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
@@ -48,8 +49,10 @@ async def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> None:
 async def cmd_pipeline_import(settings: Settings, args: argparse.Namespace) -> None:
     result = await _with_database(settings, import_pipeline, Path(args.path))
     verb = "imported" if result.created else "already imported, unchanged:"
-    print(f"{verb} pipeline “{result.name}” (#{result.pipeline_id}), "
-          f"{len(result.steps)} steps: {' → '.join(result.steps)}")
+    print(
+        f"{verb} pipeline “{result.name}” (#{result.pipeline_id}), "
+        f"{len(result.steps)} steps: {' → '.join(result.steps)}"
+    )
     print(f"run variables it needs: {', '.join(result.variables) or 'none'}")
     for warning in result.warnings:
         print(f"warning: {warning}")
@@ -62,6 +65,17 @@ async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> No
     for p in pipelines:
         variables = ", ".join(p.variables) or "none"
         print(f"#{p.id} {p.name}: {' → '.join(p.steps)} (variables: {variables})")
+
+
+async def cmd_export_votes(settings: Settings, args: argparse.Namespace) -> None:
+    records = await _with_database(settings, vote_records, args.run, settings.data_dir)
+    lines = "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records)
+    if args.output == "-":
+        sys.stdout.write(lines)
+    else:
+        await asyncio.to_thread(Path(args.output).write_text, lines, encoding="utf-8")
+    where = "" if args.output == "-" else f" to {args.output}"
+    print(f"exported {len(records)} vote(s) of run #{args.run}{where}", file=sys.stderr)
 
 
 async def cmd_run(settings: Settings, _args: argparse.Namespace) -> None:
@@ -101,19 +115,33 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_argument("--comfy-url", help="use this real ComfyUI instead of the simulated one")
     demo.add_argument("--runs", type=int, default=3, help="how many runs (default 3)")
     demo.add_argument("--n", type=int, default=2, help="children per parent (default 2)")
-    demo.add_argument("--k", type=int, default=None,
-                      help="how many candidates each approval lets grow (default TOP_K)")
-    demo.add_argument("--duration", type=float, default=0.3,
-                      help="seconds per simulated prompt (default 0.3)")
+    demo.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="how many candidates each approval lets grow (default TOP_K)",
+    )
+    demo.add_argument(
+        "--duration", type=float, default=0.3, help="seconds per simulated prompt (default 0.3)"
+    )
     demo.add_argument("--seed", type=int, default=1, help="seeds the scheduler and the voter")
-    demo.add_argument("--votes", type=int, default=3,
-                      help="votes per candidate before a step is approved (default 3)")
-    demo.add_argument("--timeout", type=float, default=600.0,
-                      help="give up after this many seconds (default 600)")
-    demo.add_argument("--data-dir", type=Path, default=None,
-                      help="the demo's folder (default DATA_DIR/demo)")
-    demo.add_argument("--database-url", default=None,
-                      help="the demo's database (default demo.db in the demo's folder)")
+    demo.add_argument(
+        "--votes",
+        type=int,
+        default=3,
+        help="votes per candidate before a step is approved (default 3)",
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)"
+    )
+    demo.add_argument(
+        "--data-dir", type=Path, default=None, help="the demo's folder (default DATA_DIR/demo)"
+    )
+    demo.add_argument(
+        "--database-url",
+        default=None,
+        help="the demo's database (default demo.db in the demo's folder)",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -139,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path", help="a folder with pipeline.yaml, or a pipeline .yaml file")
     imp.set_defaults(func=cmd_pipeline_import)
     pipe.add_parser("list", help="list imported pipelines").set_defaults(func=cmd_pipeline_list)
+    export = sub.add_parser(
+        "export-votes",
+        help="write every vote of a run as JSON Lines (both images, prompt, seed, step, voter)",
+    )
+    export.add_argument("run", type=int, help="the run's number, as /runs shows it")
+    export.add_argument(
+        "-o", "--output", default="-", help="file to write (default: standard output)"
+    )
+    export.set_defaults(func=cmd_export_votes)
     _add_demo(sub)
     return parser
 

@@ -14,20 +14,21 @@ from bot.app import CuratorBot
 from bot.permissions import curator_only
 from bot.render import SheetItem, render_contact_sheet
 from cogs.common import resolve_run, running_run_choices
+from cogs.notifications import post_due_notices
 from cogs.runs import ConfirmView
-from orchestration.approvals import RankedCandidate, approval_preview, approve_step
-
-FEW_VOTES = 2  # fewer votes than this on a top candidate: its place may still change
+from orchestration.approvals import ApprovalPreview, approval_preview, approve_step
 
 
-def few_votes_warning(top: list[RankedCandidate]) -> str:
-    thin = [c for c in top if c.votes < FEW_VOTES]
-    if not thin:
-        return ""
-    return (
-        f"\n⚠️ {len(thin)} of these have fewer than {FEW_VOTES} votes: the order may still "
-        "change with more votes."
+def preview_text(run_id: int, step: int, preview: ApprovalPreview) -> str:
+    top, confidence = preview.top, preview.confidence
+    text = (
+        f"Approve step {step} of run #{run_id}: these {len(top)} advance, every other "
+        f"candidate of the step stops growing. This cannot be undone.\n"
+        f"That this is the true top {len(top)}: {confidence.label}."
     )
+    if confidence.few_votes_warning:
+        text += f"\n⚠️ {confidence.few_votes_warning}"
+    return text
 
 
 class Approvals(commands.Cog):
@@ -52,7 +53,8 @@ class Approvals(commands.Cog):
         run_id = await resolve_run(self.bot, interaction, run)
         k = self.bot.settings.top_k if k is None else k
         async with self.bot.sessions() as session:
-            top = await approval_preview(session, run_id, step, k)  # refuses before any preview
+            preview = await approval_preview(session, run_id, step, k)  # refuses first
+        top = preview.top
         items = [
             SheetItem(
                 self.bot.settings.data_dir / c.image_path,
@@ -63,11 +65,7 @@ class Approvals(commands.Cog):
             for rank, c in enumerate(top, start=1)
         ]
         view = ConfirmView(interaction.user.id)
-        text = (
-            f"Approve step {step} of run #{run_id}: these {len(top)} advance, every other "
-            f"candidate of the step stops growing. This cannot be undone."
-            f"{few_votes_warning(top)}"
-        )
+        text = preview_text(run_id, step, preview)
         sheet = await asyncio.to_thread(
             render_contact_sheet, items, title=f"Step {step}: the top {len(top)}"
         )
@@ -90,6 +88,7 @@ class Approvals(commands.Cog):
             content=f"Step {step} approved: {ids} advance, {result.not_advancing} do not.",
             view=None,
         )
+        await post_due_notices(self.bot, run_id)  # re-arms "no work left" now that work is back
 
     @approve.autocomplete("run")
     async def _runs(

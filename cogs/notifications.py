@@ -1,4 +1,5 @@
-"""News from the GPU box in the runs' channels: holds, and workers going down or coming back."""
+"""News in the runs' channels: holds, workers going down or coming back, a step awaiting
+approval and a run with no work left."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot.app import CuratorBot
+from orchestration.notices import due_notices, runs_to_notify
 from orchestration.overview import run_channel, running_run_channels
 from orchestration.scheduler import SchedulerEvent
 
@@ -28,12 +30,48 @@ def describe(event: SchedulerEvent) -> str | None:
     return None
 
 
+async def post_due_notices(bot: CuratorBot, run_id: int) -> int:
+    """Post what the run owes its channel (orchestration.notices); returns how many went out.
+
+    Called after each job that succeeded and after an approval. Notices are taken only when the
+    run's channel is there to take them, so a run without a channel (yet) keeps them due. Never
+    raises: a notice is news, and must not turn an approval that worked into an error.
+    """
+    try:
+        async with bot.sessions() as session:
+            channel_id = await run_channel(session, run_id)
+            channel = bot.get_channel(channel_id) if channel_id is not None else None
+            if not isinstance(channel, discord.TextChannel):
+                return 0
+            notices = await due_notices(session, run_id)
+    except Exception:
+        log.warning("run %s: could not work out its notices", run_id, exc_info=True)
+        return 0
+    posted = 0
+    for notice in notices:
+        try:
+            await channel.send(notice.message[:2000])
+            posted += 1
+        except discord.HTTPException:
+            log.warning(
+                "run %s: could not post the %s notice to channel %s",
+                run_id,
+                notice.kind,
+                channel_id,
+                exc_info=True,
+            )
+    return posted
+
+
 class Notifications(commands.Cog):
     def __init__(self, bot: CuratorBot) -> None:
         self.bot = bot
 
     @commands.Cog.listener()
     async def on_scheduler_event(self, event: SchedulerEvent) -> None:
+        if event.kind == "job_succeeded" and event.run_id is not None:
+            await post_due_notices(self.bot, event.run_id)
+            return
         text = describe(event)
         if text is None:
             return
@@ -50,6 +88,19 @@ class Notifications(commands.Cog):
                     await channel.send(text[:2000])
                 except discord.HTTPException:
                     log.warning("could not post to channel %s", channel_id, exc_info=True)
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Catch up after a start: a notice due when the bot stopped gets no job event if the
+        run is idle. Asking again on a reconnect is harmless: each notice goes out once."""
+        try:
+            async with self.bot.sessions() as session:
+                run_ids = await runs_to_notify(session)
+        except Exception:
+            log.warning("could not list the runs to notify", exc_info=True)
+            return
+        for run_id in run_ids:
+            await post_due_notices(self.bot, run_id)
 
 
 async def setup(bot: CuratorBot) -> None:

@@ -138,6 +138,9 @@ class PipelineRun(Base):
     created_by: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    # When the channel was told the run has no work left; cleared once it has work again,
+    # so the next time it runs dry is told too (orchestration.notices).
+    no_work_notified_at: Mapped[datetime | None]
 
     pipeline: Mapped[Pipeline] = relationship(lazy="raise")
     steps: Mapped[list[PipelineRunStep]] = relationship(
@@ -158,6 +161,8 @@ class PipelineRunStep(Base):
     approved_at: Mapped[datetime | None]
     approved_by: Mapped[str | None] = mapped_column(String(100))
     top_k: Mapped[int | None]
+    # When the channel was told this step awaits approval: once per step (orchestration.notices).
+    awaiting_notified_at: Mapped[datetime | None]
 
     run: Mapped[PipelineRun] = relationship(back_populates="steps", lazy="raise")
     pipeline_step: Mapped[PipelineStep] = relationship(lazy="raise")
@@ -228,7 +233,10 @@ class ImageCandidate(Base):
     output_index: Mapped[int] = mapped_column(default=0)
     seed: Mapped[int] = mapped_column(BigInteger)
     image_path: Mapped[str] = mapped_column(Text)
+    # Rating on the Elo scale and its standard deviation, refitted from all votes of the step
+    # by orchestration.ratings; before any vote: 1000 and the prior's spread (PRIOR_ELO_SD).
     elo: Mapped[float] = mapped_column(default=1000.0, server_default=text("1000.0"))
+    elo_sd: Mapped[float] = mapped_column(default=491.35, server_default=text("491.35"))
     votes: Mapped[int] = mapped_column(default=0)
     status: Mapped[CandidateStatus] = mapped_column(
         _enum(CandidateStatus, "candidate_status"), default=CandidateStatus.active
@@ -253,7 +261,8 @@ class Vote(Base):
         UniqueConstraint("voter", "low_id", "high_id"),
         CheckConstraint("low_id < high_id", name="pair_ordered"),
         CheckConstraint("winner_id = low_id OR winner_id = high_id", name="winner_in_pair"),
-        Index("ix_votes_run_id_step", "run_id", "step"),
+        # Covers the query that refits a step's ratings: its results, grouped by pair and winner.
+        Index("ix_votes_step_results", "run_id", "step", "low_id", "high_id", "winner_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
 from db.models import IN_FLIGHT, CandidateStatus, ImageCandidate, Job, PipelineRunStep
+from orchestration.confidence import Confidence, check_k, top_k_confidence
 from orchestration.errors import Conflict, InvalidInput, NotFound
-from orchestration.ratings import RANKING
+from orchestration.ratings import RANKING, refit_step
 from orchestration.runs import get_running_run
 from orchestration.selection import (
     RunCounts,
@@ -60,12 +61,19 @@ async def _run_step(session: AsyncSession, run_id: int, step: int, steps: int) -
     return run_step
 
 
+@dataclass(frozen=True)
+class ApprovalPreview:
+    top: list[RankedCandidate]
+    confidence: Confidence
+
+
 async def approval_preview(
     session: AsyncSession, run_id: int, step: int, k: int
-) -> list[RankedCandidate]:
-    """The candidates `approve_step` would let advance, after the same checks; changes nothing."""
+) -> ApprovalPreview:
+    """The candidates `approve_step` would let advance, after the same checks, and how sure
+    the ranking is of them; changes no decision."""
     _, top = await _checked(session, run_id, step, k)
-    return top
+    return ApprovalPreview(top, await top_k_confidence(session, run_id, step, k))
 
 
 async def _checked(
@@ -75,8 +83,9 @@ async def _checked(
     found = await plan_and_counts(session, run.id)
     assert found is not None
     plan = found[0]
-    if k < 1:
-        raise InvalidInput(f"k must be at least 1 (it is how many candidates advance), got {k}.")
+    check_k(k)
+    # The stored ratings follow the votes a moment later; the decision takes the latest.
+    await refit_step(session, run.id, step)
     run_step = await _run_step(session, run.id, step, plan.steps)
     if step == plan.steps:
         raise InvalidInput(

@@ -1,25 +1,62 @@
-"""Votes, Elo ratings and rejection (DESIGN §1.4).
+"""Votes, ratings and rejection (DESIGN §1.4).
 
-Ratings live on the Elo scale (start 1000). A vote moves both candidates by the same amount in
-opposite directions, so the sum of a step's ratings never changes.
+A step's ratings are a Bradley–Terry fit of all its votes (`choix`), not a running sum of
+per-vote nudges: the same votes give the same ratings whatever their order, and every rating
+comes with an uncertainty. The prior is weak: each candidate starts with half a virtual game
+against a reference player rated 1000, a quarter won and a quarter lost, so a candidate without
+votes is at 1000 and one vote moves it a long way. Ratings are shown on the Elo scale,
+1000 + 400·θ/ln 10, where the chance that A beats B is 1 / (1 + 10^((Rb − Ra)/400)).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import UnaryExpression, bindparam, insert, select, update
+import choix
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import expit
+from sqlalchemy import (
+    UnaryExpression,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from db.base import utcnow
-from db.models import CandidateStatus, ImageCandidate, PipelineRun, RunStatus, Vote
+from db.models import (
+    CandidateStatus,
+    ImageCandidate,
+    PipelineRun,
+    PipelineRunStep,
+    RunStatus,
+    Vote,
+)
 from orchestration.errors import Conflict, DuplicateVote, InvalidInput, NotFound
 from orchestration.runs import get_running_run
 
-DEFAULT_K_FACTOR = 32.0
+BASE_RATING = 1000.0
+ELO_PER_UNIT = 400.0 / math.log(10.0)  # Elo points per unit of θ (natural log-odds)
+# Virtual games each candidate plays against the 1000-rated reference (half won, half lost).
+PRIOR_GAMES = 0.5
+# A candidate's uncertainty before any vote: the prior's standard deviation, in Elo points.
+PRIOR_ELO_SD = ELO_PER_UNIT / math.sqrt(PRIOR_GAMES * 0.25)
+_FIT_TOLERANCE = 1e-6  # successive iterates' L1 distance: ratings good to ~0.001 Elo
+_FIT_MAX_ITER = 100_000
+# How long a step's refit waits after a vote, gathering the votes that follow into one fit.
+REFIT_DELAY = 0.25
+
+log = logging.getLogger(__name__)
 
 # How candidates of a step are ranked everywhere: rating, then more votes, then older first.
 RANKING: tuple[UnaryExpression[Any], ...] = (
@@ -29,16 +66,112 @@ RANKING: tuple[UnaryExpression[Any], ...] = (
 )
 
 
+def ranking_key(elo: float, votes: int, candidate_id: int) -> tuple[float, int, int]:
+    """RANKING for ratings fitted in memory: sort by this key, best first."""
+    return (-elo, -votes, candidate_id)
+
+
 def expected_score(rating_a: float, rating_b: float) -> float:
-    """Probability that A beats B under Elo: 1 / (1 + 10^((Rb − Ra)/400))."""
+    """Probability that A beats B: 1 / (1 + 10^((Rb − Ra)/400))."""
     return 1.0 / (1.0 + math.pow(10.0, (rating_b - rating_a) / 400.0))
 
 
-def elo_update(
-    winner: float, loser: float, k_factor: float = DEFAULT_K_FACTOR
-) -> tuple[float, float]:
-    delta = k_factor * (1.0 - expected_score(winner, loser))
-    return winner + delta, loser - delta
+def to_elo(theta: float) -> float:
+    return BASE_RATING + ELO_PER_UNIT * theta
+
+
+@dataclass(frozen=True)
+class StepRatings:
+    """The Bradley–Terry posterior of one step: the fitted strengths (θ, relative to the
+    1000-rated reference) of the candidates that have votes, and their covariance (Laplace
+    approximation at the fit). Candidates without votes sit at the prior: θ = 0, independent.
+    """
+
+    ids: tuple[int, ...]
+    theta: NDArray[np.float64]
+    cov: NDArray[np.float64]
+    games: NDArray[np.float64]
+
+    def elo(self, candidate_id: int) -> float:
+        return to_elo(self.mean([candidate_id])[0])
+
+    def elo_sd(self, candidate_id: int) -> float:
+        return ELO_PER_UNIT * math.sqrt(self.covariance([candidate_id])[0, 0])
+
+    def votes(self, candidate_id: int) -> int:
+        index = self._index().get(candidate_id)
+        return 0 if index is None else round(float(self.games[index]))
+
+    def mean(self, ids: Sequence[int]) -> NDArray[np.float64]:
+        """θ of these candidates, in the order given."""
+        index = self._index()
+        return np.array([self.theta[index[c]] if c in index else 0.0 for c in ids])
+
+    def covariance(self, ids: Sequence[int]) -> NDArray[np.float64]:
+        """Covariance of θ of these candidates, in the order given."""
+        index = self._index()
+        fitted = [i for i, c in enumerate(ids) if c in index]
+        rows = [index[ids[i]] for i in fitted]
+        out = np.diag(np.full(len(ids), 1.0 / (PRIOR_GAMES * 0.25)))
+        out[np.ix_(fitted, fitted)] = self.cov[np.ix_(rows, rows)]
+        return out
+
+    def _index(self) -> dict[int, int]:
+        return {cid: i for i, cid in enumerate(self.ids)}
+
+
+def fit_ratings(results: Iterable[tuple[int, int, int]]) -> StepRatings:
+    """Fit one step's ratings from `(winner_id, loser_id, times)` triples.
+
+    The maximum a-posteriori strengths are choix's I-LSR fit of the votes plus each candidate's
+    virtual games against the reference (an extra item whose θ is then subtracted). The
+    uncertainty is the inverse of the Hessian of the negative log-posterior at that fit.
+    Nothing depends on the order of the triples: the counts go into one matrix.
+    """
+    table = np.fromiter(itertools.chain.from_iterable(results), dtype=np.int64).reshape(-1, 3)
+    ids_array, inverse = np.unique(table[:, :2], return_inverse=True)
+    ids = tuple(int(c) for c in ids_array)
+    n = len(ids)
+    if n == 0:
+        empty = np.zeros(0)
+        return StepRatings(ids, empty, np.zeros((0, 0)), empty)
+    pairs = inverse.reshape(-1, 2)
+    wins = np.zeros((n + 1, n + 1))
+    np.add.at(wins, (pairs[:, 0], pairs[:, 1]), table[:, 2])
+    wins[:n, n] = wins[n, :n] = PRIOR_GAMES / 2  # the reference is item n
+    params = choix.ilsr_pairwise_dense(wins, tol=_FIT_TOLERANCE, max_iter=_FIT_MAX_ITER)
+    theta = params[:n] - params[n]
+
+    games = wins[:n, :n] + wins[:n, :n].T
+    p = expit(theta[:, None] - theta[None, :])
+    info = games * p * (1.0 - p)
+    q = expit(theta)
+    hessian = np.diag(info.sum(axis=1) + PRIOR_GAMES * q * (1.0 - q)) - info
+    cov = np.linalg.inv(hessian)
+    return StepRatings(ids, theta, cov, games.sum(axis=1))
+
+
+# The results of one step, one row per (winner, loser) with how often.
+_RESULTS = (
+    select(
+        Vote.winner_id,
+        (Vote.low_id + Vote.high_id - Vote.winner_id).label("loser_id"),
+        func.count(),
+    )
+    .where(Vote.run_id == bindparam("run_id"), Vote.step == bindparam("step"))
+    .group_by(Vote.low_id, Vote.high_id, Vote.winner_id)  # the order of ix_votes_step_results
+)
+
+
+async def step_ratings(session: AsyncSession, run_id: int, step: int) -> StepRatings:
+    """The fitted ratings of one step, with their covariance, from its votes."""
+    conn = await session.connection()
+    return await _fit_step(conn, run_id, step)
+
+
+async def _fit_step(conn: AsyncConnection, run_id: int, step: int) -> StepRatings:
+    rows = (await conn.execute(_RESULTS, {"run_id": run_id, "step": step})).tuples().all()
+    return fit_ratings(rows)
 
 
 @dataclass(frozen=True)
@@ -48,9 +181,6 @@ class VoteResult:
     step: int
     winner_id: int
     loser_id: int
-    winner_elo: float
-    loser_elo: float
-    delta: float
 
 
 @dataclass(frozen=True)
@@ -58,20 +188,17 @@ class _Side:
     id: int
     run_id: int
     step: int
-    elo: float
     status: CandidateStatus
     run_status: RunStatus
     run_name: str
 
 
-# Votes are the hottest write path: prebuilt Core statements keep one vote at five round trips
-# without the ORM's unit of work.
+# Votes are the hottest write path: prebuilt Core statements, no ORM unit of work.
 _PAIR = (
     select(
         ImageCandidate.id,
         ImageCandidate.run_id,
         ImageCandidate.step,
-        ImageCandidate.elo,
         ImageCandidate.status,
         PipelineRun.status,
         PipelineRun.name,
@@ -82,11 +209,109 @@ _PAIR = (
     .with_for_update(of=ImageCandidate)
 )
 _INSERT_VOTE = insert(Vote)
+_COUNT_VOTE = (
+    update(ImageCandidate)
+    .where(ImageCandidate.id.in_(bindparam("ids", expanding=True)))
+    .values(votes=ImageCandidate.votes + 1)
+)
+# A refit locks its step's row first, so on PostgreSQL refits of one step take turns as they do
+# under SQLite's single writer: the one that commits last has read every vote committed before.
+_LOCK_STEP = (
+    select(PipelineRunStep.step)
+    .where(PipelineRunStep.run_id == bindparam("run_id"), PipelineRunStep.step == bindparam("step"))
+    .with_for_update()
+)
 _RATE = (
     update(ImageCandidate)
     .where(ImageCandidate.id == bindparam("cid"))
-    .values(elo=bindparam("new_elo"), votes=ImageCandidate.votes + 1)
+    .values(elo=bindparam("new_elo"), elo_sd=bindparam("new_sd"), votes=bindparam("games"))
 )
+
+
+def rating_rows(ratings: StepRatings) -> list[dict[str, Any]]:
+    """Parameters of `_RATE` for every candidate that has votes."""
+    return [
+        {
+            "cid": cid,
+            "new_elo": to_elo(float(ratings.theta[i])),
+            "new_sd": ELO_PER_UNIT * math.sqrt(float(ratings.cov[i, i])),
+            "games": round(float(ratings.games[i])),
+        }
+        for i, cid in enumerate(ratings.ids)
+    ]
+
+
+async def refit_step(session: AsyncSession, run_id: int, step: int) -> StepRatings:
+    """Fit one step from all its votes and store every rating, in one transaction."""
+    conn = await session.connection()
+    try:
+        await conn.execute(_LOCK_STEP, {"run_id": run_id, "step": step})
+        ratings = await _fit_step(conn, run_id, step)
+        if ratings.ids:
+            await conn.execute(_RATE, rating_rows(ratings))
+    except Exception:
+        await session.rollback()
+        raise
+    await session.commit()
+    return ratings
+
+
+class _Refits:
+    """Background refits: one task per step, which takes every vote committed before it reads.
+
+    A vote schedules its step's refit and returns. The task waits `REFIT_DELAY`, so a burst of
+    votes costs one fit, then refits; a vote scheduled while the task is already reading runs
+    it once more. So the last refit of a step always comes after its last vote's commit.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[tuple[int, int, int], asyncio.Task[None]] = {}
+        self._again: set[tuple[int, int, int]] = set()
+
+    def schedule(self, engine: AsyncEngine, run_id: int, step: int) -> None:
+        key = (id(engine), run_id, step)
+        task = self._tasks.get(key)
+        if task is not None and not task.done() and task.get_loop() is _running_loop():
+            self._again.add(key)
+            return
+        self._again.discard(key)
+        self._tasks[key] = asyncio.create_task(self._run(engine, key, run_id, step))
+
+    async def _run(
+        self, engine: AsyncEngine, key: tuple[int, int, int], run_id: int, step: int
+    ) -> None:
+        try:
+            again = True
+            while again:
+                await asyncio.sleep(REFIT_DELAY)
+                self._again.discard(key)
+                try:
+                    async with AsyncSession(engine, expire_on_commit=False) as session:
+                        await refit_step(session, run_id, step)
+                except Exception:
+                    log.exception("refitting the ratings of run %s step %s failed", run_id, step)
+                again = key in self._again
+        finally:
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
+                self._again.discard(key)
+
+    async def settled(self) -> None:
+        loop = _running_loop()
+        while pending := [t for t in self._tasks.values() if t.get_loop() is loop]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+_refits = _Refits()
+
+
+async def ratings_settled() -> None:
+    """Wait until every scheduled refit of this event loop has stored its ratings."""
+    await _refits.settled()
 
 
 async def _load_pair(
@@ -128,18 +353,21 @@ async def record_vote(
     loser_id: int,
     voter: str,
     *,
-    k_factor: float = DEFAULT_K_FACTOR,
+    k_factor: float | None = None,
 ) -> VoteResult:
     """One person's choice of `winner_id` over `loser_id`.
 
     The schema's unique (voter, pair) constraint is what refuses a second vote on a pair, so
-    two taps racing each other are refused too.
+    two taps racing each other are refused too. The vote and both vote counts commit at once;
+    the step's ratings are refitted from all its votes in the background a moment later
+    (`REFIT_DELAY`), one fit per burst of votes, so a tap costs what an insert costs.
+    `ratings_settled()` waits for that refit. `k_factor` is ignored: it was online Elo's step
+    size, and a fit of all votes has none; it stays until its callers drop it.
     """
     conn = await session.connection()
     try:
-        winner, loser = await _load_pair(conn, run_id, winner_id, loser_id)
+        winner, _ = await _load_pair(conn, run_id, winner_id, loser_id)
         low, high = sorted((winner_id, loser_id))
-        new_winner, new_loser = elo_update(winner.elo, loser.elo, k_factor)
         try:
             inserted = await conn.execute(
                 _INSERT_VOTE,
@@ -159,25 +387,17 @@ async def record_vote(
             ) from err
         key = inserted.inserted_primary_key
         assert key is not None, "an INSERT of one row reports its key"
-        vote_id = int(key[0])
-        await conn.execute(
-            _RATE,
-            [{"cid": winner_id, "new_elo": new_winner}, {"cid": loser_id, "new_elo": new_loser}],
-        )
+        await conn.execute(_COUNT_VOTE, {"ids": [low, high]})
     except Exception:
         await session.rollback()
         raise
     await session.commit()
-    return VoteResult(
-        vote_id,
-        run_id,
-        winner.step,
-        winner_id,
-        loser_id,
-        new_winner,
-        new_loser,
-        new_winner - winner.elo,
-    )
+    engine = session.bind
+    if isinstance(engine, AsyncEngine):
+        _refits.schedule(engine, run_id, winner.step)
+    else:  # a session bound to one connection has no other to refit on: refit now
+        await refit_step(session, run_id, winner.step)
+    return VoteResult(int(key[0]), run_id, winner.step, winner_id, loser_id)
 
 
 @dataclass(frozen=True)

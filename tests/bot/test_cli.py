@@ -76,3 +76,50 @@ def test_unreachable_comfy_url_stops_start_up(env, monkeypatch, capsys):
     assert err.startswith(f"comfy-curator: COMFY_URL: ComfyUI at http://127.0.0.1:{port} "
                           "is not reachable")
     assert "Traceback" not in err
+
+
+def test_export_votes_writes_one_json_line_per_vote(env, capsys):
+    import asyncio
+    import json
+
+    from db.engine import create_engine, create_session_factory
+    from orchestration.ratings import record_vote
+    from tests.factories import add_candidate, make_run
+
+    assert main(["pipeline", "import", str(REPO / "pipelines" / "cpu-demo")]) == 0
+
+    async def vote() -> tuple[int, list[int]]:
+        engine = create_engine(f"sqlite+aiosqlite:///{env}/cli.db")
+        try:
+            async with create_session_factory(engine)() as s:
+                run = await make_run(s, "cpu-demo", variables={"prompt": "a red fox"})
+                ids = [await add_candidate(s, run, 1) for _ in range(3)]
+                await record_vote(s, run, ids[0], ids[1], "111")
+                await record_vote(s, run, ids[2], ids[0], "222")
+        finally:
+            await engine.dispose()
+        return run, ids
+
+    run, ids = asyncio.run(vote())
+    capsys.readouterr()
+    out = env / "votes.jsonl"
+    assert main(["export-votes", str(run), "-o", str(out)]) == 0
+    assert f"exported 2 vote(s) of run #{run}" in capsys.readouterr().err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["winner"]["id"], r["loser"]["id"], r["voter"]) for r in lines] == [
+        (ids[0], ids[1], "111"), (ids[2], ids[0], "222")
+    ]
+    first = lines[0]
+    assert first["prompt"] == "a red fox" and first["step"] == 1 and first["run_id"] == run
+    assert Path(first["winner"]["image_path"]).is_absolute()
+    assert first["winner"]["image_path"].endswith(f"fake/{run}/1.png")
+    assert isinstance(first["winner"]["seed"], int)
+
+    assert main(["export-votes", str(run)]) == 0  # standard output
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_export_votes_of_an_unknown_run(env, capsys):
+    assert main(["export-votes", "42"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "comfy-curator: There is no run #42."

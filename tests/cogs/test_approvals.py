@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from cogs.approvals import Approvals
 from db.models import ImageCandidate, PipelineRunStep
+from orchestration.ratings import record_vote
 from orchestration.runs import complete_run
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import (
@@ -27,8 +28,9 @@ async def setup(session_factory, tmp_path):
         await make_pipeline(s, tmp_path, steps=3)
         run = await make_run(s)
         p = await add_candidate(s, run, 1)
-        ids = [await add_candidate(s, run, 2, p, elo=e, votes=v)
-               for e, v in ((1200, 4), (1100, 1), (1000, 3))]
+        ids = [await add_candidate(s, run, 2, p) for _ in range(3)]
+        for voter, (w, lo) in enumerate([(0, 1), (0, 2)]):
+            await record_vote(s, run, ids[w], ids[lo], f"v{voter}")
     bot = make_bot(session_factory, tmp_path)
     return Approvals(bot), run, ids
 
@@ -45,7 +47,8 @@ async def test_preview_then_confirm(setup, session_factory):
     await followed_up(interaction)
     preview = interaction.followup.send.await_args
     assert "these 2 advance" in preview.args[0]
-    assert "1 of these have fewer than 2 votes" in preview.args[0]
+    assert "That this is the true top 2: " in preview.args[0]
+    assert "Few votes so far: this top 2 is only" in preview.args[0]
     assert preview.kwargs["file"].filename.startswith("sheet")
     assert not await approved(session_factory, run)  # nothing before the confirm
     view = preview.kwargs["view"]

@@ -1,13 +1,22 @@
-"""Scheduler news reaches the right channels."""
+"""Scheduler news and run notices reach the right channels, each notice once."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+from unittest.mock import MagicMock
+
+import discord
+
+from cogs.approvals import Approvals
 from cogs.notifications import Notifications
+from db.models import PipelineRun
+from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.overview import set_run_channel
-from orchestration.runs import complete_run
+from orchestration.runs import RunSettings, complete_run
 from orchestration.scheduler import SchedulerEvent
 from tests.factories import make_pipeline, make_run
-from tests.helpers import fake_text_channel, make_bot
+from tests.helpers import fake_interaction, fake_text_channel, followed_up, invoke, make_bot
 
 
 async def setup_runs(session_factory, tmp_path):
@@ -45,3 +54,75 @@ async def test_worker_news_goes_to_running_runs(session_factory, tmp_path):
     assert channels["done"].send.await_count == 0
     await cog.on_scheduler_event(SchedulerEvent("job_succeeded", "1 new", "http://gpu:8188", 1))
     assert channels["a"].send.await_count == 1  # routine news is not posted
+
+
+async def run_awaiting_review(session_factory, tmp_path, *, visible: bool = True):
+    """A gated run whose step 2 just filled up: its last job has succeeded, nothing is left."""
+    bot = make_bot(session_factory, tmp_path)
+    channel = fake_text_channel("run-0001")
+    async with session_factory() as s:
+        await make_pipeline(s, tmp_path, steps=3)
+        run = await make_run(s, settings=RunSettings(max_children=2, top_k=2))
+        await set_run_channel(s, run, channel.id)
+        rng = random.Random(1)
+        while isinstance(job := await claim_next_job(s, rng), ClaimedJob):
+            await complete_job(s, job.job_id, [StoredImage(f"{job.job_id}.png", 0)])
+    channels = {channel.id: channel} if visible else {}
+    bot.get_channel = channels.get  # type: ignore[method-assign]
+    return Notifications(bot), run, channel
+
+
+def succeeded(run: int) -> SchedulerEvent:
+    return SchedulerEvent("job_succeeded", "1 new candidate(s)", "http://gpu:8188", run, 6, 2)
+
+
+def posted(channel) -> list[str]:
+    return [call.args[0] for call in channel.send.await_args_list]
+
+
+async def test_job_succeeded_posts_each_notice_once(session_factory, tmp_path):
+    cog, run, channel = await run_awaiting_review(session_factory, tmp_path)
+    await cog.on_scheduler_event(succeeded(run))
+    await cog.on_scheduler_event(succeeded(run))  # a second event, e.g. another worker
+    await cog.on_ready()  # and a reconnect
+    awaiting, dry = posted(channel)
+    assert awaiting.startswith("⏳ Step 2 is ready for review: 4 candidates.")
+    assert "`/approve step:2 k:2`" in awaiting
+    assert dry.startswith(f"🏁 Run #{run} “run” has no work left")
+    assert "`/complete`" in dry
+
+
+async def test_a_failed_post_is_logged_and_not_repeated(session_factory, tmp_path, caplog):
+    cog, run, channel = await run_awaiting_review(session_factory, tmp_path)
+    channel.send.side_effect = discord.HTTPException(MagicMock(status=503, reason="down"), "down")
+    await cog.on_scheduler_event(succeeded(run))  # does not raise
+    assert channel.send.await_count == 2
+    assert "could not post the awaiting_approval notice" in caplog.text
+    channel.send.side_effect = None
+    await cog.on_scheduler_event(succeeded(run))
+    assert channel.send.await_count == 2  # at most once: no duplicate once Discord is back
+
+
+async def test_notices_wait_for_a_channel_the_bot_can_see(session_factory, tmp_path):
+    cog, run, channel = await run_awaiting_review(session_factory, tmp_path, visible=False)
+    await cog.on_scheduler_event(succeeded(run))
+    assert channel.send.await_count == 0
+    cog.bot.get_channel = {channel.id: channel}.get  # type: ignore[method-assign]
+    await cog.on_ready()  # e.g. the next start: what was due is posted then
+    assert len(posted(channel)) == 2
+
+
+async def test_approve_rearms_the_no_work_notice(session_factory, tmp_path):
+    cog, run, channel = await run_awaiting_review(session_factory, tmp_path)
+    await cog.on_scheduler_event(succeeded(run))
+    approvals = Approvals(cog.bot)
+    interaction = fake_interaction(cog.bot, channel_id=channel.id)
+    task = asyncio.create_task(invoke(Approvals.approve, approvals, interaction, step=2, k=1))
+    await followed_up(interaction)
+    view = interaction.followup.send.await_args.kwargs["view"]
+    view.answer = True
+    view.stop()
+    await task
+    async with session_factory() as s:
+        assert (await s.get_one(PipelineRun, run)).no_work_notified_at is None
+    assert channel.send.await_count == 2  # nothing new to say while step 3 has work

@@ -1,13 +1,26 @@
-"""Votes, Elo and rejection (DESIGN §1.4)."""
+"""Votes, Bradley–Terry ratings and rejection (DESIGN §1.4)."""
 
 from __future__ import annotations
 
+import choix
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from db.models import CandidateStatus, ImageCandidate, Vote
 from orchestration.errors import Conflict, DuplicateVote, InvalidInput, NotFound
-from orchestration.ratings import elo_update, expected_score, record_vote, reject_candidate
+from orchestration.ratings import (
+    ELO_PER_UNIT,
+    PRIOR_ELO_SD,
+    PRIOR_GAMES,
+    expected_score,
+    fit_ratings,
+    ratings_settled,
+    record_vote,
+    refit_step,
+    reject_candidate,
+    step_ratings,
+)
 from orchestration.runs import complete_run
 from tests.factories import add_candidate, make_pipeline, make_run
 
@@ -20,12 +33,48 @@ def test_expected_score_known_values():
     assert expected_score(1200, 1000) == pytest.approx(0.7597469266)
 
 
-def test_elo_update_known_pair():
-    winner, loser = elo_update(1000, 1000, 32)
-    assert (winner, loser) == (pytest.approx(1016), pytest.approx(984))
-    winner, loser = elo_update(1000, 1200, 32)  # the underdog wins: a bigger move
-    assert winner == pytest.approx(1000 + 32 * 0.7597469266)
-    assert loser == pytest.approx(1200 - 32 * 0.7597469266)
+def test_fit_is_the_posterior_mode_choix_finds():
+    """Cross-check with choix's other fitter: four times the votes and four times the prior
+    (whole virtual games against the reference, item 3) have the same mode."""
+    results = [(10, 20, 2), (20, 10, 1), (20, 30, 3), (10, 30, 1)]
+    fit = fit_ratings(results)
+    index = {10: 0, 20: 1, 30: 2}
+    data = [(index[w], index[lo]) for w, lo, t in results for _ in range(4 * t)]
+    games = round(4 * PRIOR_GAMES / 2)
+    data += [(i, 3) for i in range(3) for _ in range(games)]
+    data += [(3, i) for i in range(3) for _ in range(games)]
+    params = choix.opt_pairwise(4, data, alpha=1e-12, tol=1e-12)
+    assert fit.ids == (10, 20, 30)
+    assert fit.theta == pytest.approx(params[:3] - params[3], abs=1e-3)
+    assert [fit.votes(c) for c in (10, 20, 30, 99)] == [4, 6, 4, 0]
+
+
+def test_one_vote_and_no_votes():
+    fit = fit_ratings([(1, 2, 1)])
+    assert fit.elo(1) > 1000 > fit.elo(2)
+    assert fit.elo(1) - 1000 == pytest.approx(1000 - fit.elo(2))
+    assert fit.elo_sd(1) == pytest.approx(fit.elo_sd(2)) and fit.elo_sd(1) < PRIOR_ELO_SD
+    # A candidate the votes never met sits at the prior, independent of the others.
+    assert fit.elo(3) == 1000 and fit.elo_sd(3) == pytest.approx(PRIOR_ELO_SD)
+    cov = fit.covariance([1, 3, 2])
+    assert cov[0, 1] == cov[1, 2] == 0 and cov[0, 2] > 0  # 1 and 2 share the vote
+    assert fit_ratings([]).ids == ()
+
+
+def test_uncertainty_shrinks_with_votes():
+    few = fit_ratings([(1, 2, 1), (2, 1, 1)])
+    many = fit_ratings([(1, 2, 20), (2, 1, 20)])
+    assert few.elo(1) == pytest.approx(1000) == many.elo(1)
+    assert many.elo_sd(1) < few.elo_sd(1) < PRIOR_ELO_SD
+    # The difference is known better than the two ratings alone suggest: they covary.
+    cov = many.covariance([1, 2])
+    assert cov[0, 1] > 0
+    assert ELO_PER_UNIT * np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]) < 2 * many.elo_sd(1)
+
+
+def test_model_default_is_the_prior_spread():
+    column = ImageCandidate.__table__.c.elo_sd
+    assert column.default.arg == pytest.approx(PRIOR_ELO_SD, abs=0.01)
 
 
 async def step_of_four(session, tmp_path):
@@ -36,6 +85,8 @@ async def step_of_four(session, tmp_path):
 
 
 async def ratings(session, ids):
+    await session.commit()  # the refit needs the one connection this session may hold
+    await ratings_settled()
     session.expire_all()
     rows = await session.execute(
         select(ImageCandidate.id, ImageCandidate.elo, ImageCandidate.votes)
@@ -43,17 +94,59 @@ async def ratings(session, ids):
     return {cid: (elo, votes) for cid, elo, votes in rows}
 
 
-async def test_vote_moves_both_and_keeps_the_sum(session, tmp_path):
+async def stored_match_fit(session, run, step, ids):
+    stored = await ratings(session, ids)
+    fit = await step_ratings(session, run, step)
+    for cid in ids:
+        assert stored[cid][0] == pytest.approx(fit.elo(cid), abs=1e-9)
+        assert stored[cid][1] == fit.votes(cid)
+    return stored
+
+
+async def test_vote_refits_the_whole_step(session, tmp_path):
     run, ids = await step_of_four(session, tmp_path)
-    total = sum(e for e, _ in (await ratings(session, ids)).values())
     result = await record_vote(session, run, ids[2], ids[1], "alice")
-    assert result.winner_elo == pytest.approx(900 + 32 * (1 - expected_score(900, 1100)))
-    assert result.loser_elo == pytest.approx(1100 - 32 * (1 - expected_score(900, 1100)))
+    assert (result.step, result.winner_id, result.loser_id) == (1, ids[2], ids[1])
+    # The vote counts at once; the first refit replaces the starting numbers by the fit.
+    assert (await session.get_one(ImageCandidate, ids[2])).votes == 1
+    after_one = await ratings(session, ids)
+    assert after_one[ids[2]][0] > 1000 > after_one[ids[1]][0]
+    assert after_one[ids[0]] == (1000, 0)
     for a, b in [(0, 1), (3, 0), (2, 3), (1, 3)]:
         await record_vote(session, run, ids[a], ids[b], "bob")
-    after = await ratings(session, ids)
-    assert sum(e for e, _ in after.values()) == pytest.approx(total, abs=1e-9)
+    after = await stored_match_fit(session, run, 1, ids)
     assert sum(v for _, v in after.values()) == 2 * 5
+    session.expire_all()
+    sds = await session.scalars(select(ImageCandidate.elo_sd).where(ImageCandidate.id.in_(ids)))
+    assert all(0 < sd < PRIOR_ELO_SD for sd in sds)
+
+
+async def test_refit_step_is_a_repair(session, tmp_path):
+    """Stored ratings that drifted from the votes (a crash before the refit) are put back."""
+    run, ids = await step_of_four(session, tmp_path)
+    await record_vote(session, run, ids[0], ids[1], "alice")
+    await ratings_settled()
+    expected = await ratings(session, ids)
+    cand = await session.get_one(ImageCandidate, ids[0])
+    cand.elo, cand.votes = 1234.0, 7
+    await session.commit()
+    fit = await refit_step(session, run, 1)
+    assert fit.ids == (ids[0], ids[1])
+    assert await ratings(session, ids) == expected
+
+
+async def test_order_of_votes_does_not_matter(session, tmp_path):
+    await make_pipeline(session, tmp_path, steps=2)
+    votes = [(0, 1), (1, 2), (2, 0), (0, 3), (3, 1), (0, 2), (4, 0), (2, 4), (1, 4)]
+    outcomes = []
+    for name, order in (("forward", votes), ("backward", votes[::-1])):
+        run = await make_run(session, name=name)
+        ids = [await add_candidate(session, run, 1) for _ in range(5)]
+        for voter, (w, lo) in enumerate(order):
+            await record_vote(session, run, ids[w], ids[lo], f"voter{voter}")
+        stored = await ratings(session, ids)
+        outcomes.append([stored[cid] for cid in ids])
+    assert outcomes[0] == outcomes[1]  # exactly, not approximately
 
 
 async def test_same_person_same_pair_twice_changes_nothing(session, tmp_path):
@@ -129,10 +222,9 @@ async def test_concurrent_voters_lose_no_update(session_factory, tmp_path):
         after = await ratings(s, ids)
         votes = (await s.execute(select(Vote.winner_id, Vote.low_id, Vote.high_id)
                                  .order_by(Vote.id))).all()
-    # Replaying the votes in commit order gives exactly the stored ratings.
-    replay = {cid: e for cid, e in zip(ids, (1000.0, 1100.0, 900.0, 1000.0), strict=True)}
-    for winner, low, high in votes:
-        loser = high if winner == low else low
-        replay[winner], replay[loser] = elo_update(replay[winner], replay[loser])
+    # Every vote is in the stored ratings: they are the fit of all the step's votes.
     assert len(votes) == len(plan)
-    assert {cid: e for cid, (e, _) in after.items()} == pytest.approx(replay)
+    replay = fit_ratings((w, low + high - w, 1) for w, low, high in votes)
+    assert {cid: e for cid, (e, _) in after.items()} == pytest.approx(
+        {cid: replay.elo(cid) for cid in ids}, abs=1e-9
+    )
