@@ -1,23 +1,52 @@
-"""/gallery: a contact sheet of one step, best first, with badges."""
+"""/gallery: a contact sheet of one step, best first, with badges, and a menu under it that
+opens one candidate full size with its lineage (persistent, so it works after a restart)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-from typing import Any
+import logging
+import re
+from pathlib import Path
+from typing import Any, Final
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from PIL import Image
 
-from bot.app import CuratorBot
-from bot.render import Badge, SheetItem, render_contact_sheet
+from bot.app import UNEXPECTED, CuratorBot
+from bot.render import (
+    Badge,
+    SheetItem,
+    _encode,  # the one "JPEG or PNG under a byte limit" rule, shared with the sheets
+    _to_rgb,
+    render_contact_sheet,
+)
 from cogs.common import resolve_run, running_run_choices
 from db.models import CandidateStatus
-from orchestration.overview import GalleryItem, GalleryPage, gallery_page
+from orchestration.errors import DomainError
+from orchestration.overview import (
+    CandidateDetail,
+    GalleryItem,
+    GalleryPage,
+    candidate_detail,
+    gallery_page,
+)
+
+log = logging.getLogger(__name__)
+
+# Discord's upload limit in a server without boosts (8 MB at its smallest); stay under it.
+UPLOAD_MAX_BYTES: Final = 8_000_000
+MARKERS: Final[dict[Badge, str]] = {
+    "advancing": "▲ advancing",
+    "not_advancing": "● not advancing",
+    "rejected": "✕ rejected",
+    "pending": "○ not decided yet",
+}
 
 
-def badge(item: GalleryItem) -> Badge:
+def badge(item: GalleryItem | CandidateDetail) -> Badge:
     if item.status is CandidateStatus.rejected:
         return "rejected"
     if item.advancing is None:
@@ -35,6 +64,111 @@ def sheet_items(bot: CuratorBot, page: GalleryPage) -> list[SheetItem]:
         )
         for item in page.items
     ]
+
+
+def option_label(item: GalleryItem) -> str:
+    return f"#{item.id} · rank {item.rank} · Elo {item.elo:.0f}"
+
+
+def select_id(run_id: int) -> str:
+    return f"cc:gal:{run_id}"
+
+
+class CandidateSelect(
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=r"cc:gal:(?P<run>\d+)",
+):
+    """The menu under a contact sheet. Its id carries only the run: the options (candidate ids)
+    travel with the message, so a restarted bot answers from the chosen value alone."""
+
+    def __init__(self, run_id: int, options: list[discord.SelectOption] | None = None) -> None:
+        super().__init__(
+            discord.ui.Select(
+                custom_id=select_id(run_id),
+                placeholder="Open a candidate full size",
+                options=options or [],
+            )
+        )
+        self.run_id = run_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> CandidateSelect:
+        options = list(item.options) if isinstance(item, discord.ui.Select) else None
+        return cls(int(match["run"]), options)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Anyone may look: nothing changes, so no role is needed."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            text, file = await self._open(interaction.client, int(self.item.values[0]))
+        except DomainError as err:
+            await interaction.followup.send(str(err), ephemeral=True)
+            return
+        except Exception:
+            log.exception(
+                "opening a candidate of run %s by %s failed", self.run_id, interaction.user
+            )
+            await interaction.followup.send(UNEXPECTED, ephemeral=True)
+            return
+        if file is None:
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.followup.send(text, file=file, ephemeral=True)
+
+    async def _open(self, bot: CuratorBot, candidate_id: int) -> tuple[str, discord.File | None]:
+        """The text to show and the picture, or no picture and why not."""
+        async with bot.sessions() as session:
+            detail = await candidate_detail(session, self.run_id, candidate_id)
+        text = detail_text(detail)
+        path = bot.settings.data_dir / detail.image_path
+        try:
+            data, filename = await asyncio.to_thread(full_size, path, UPLOAD_MAX_BYTES)
+        except FileNotFoundError:
+            return f"{text}\nThe image file of #{detail.id} is missing ({detail.image_path}).", None
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            log.warning("cannot send the image of candidate #%s (%s): %s", detail.id, path, err)
+            return f"{text}\nThe image file of #{detail.id} cannot be read or sent.", None
+        return text, discord.File(io.BytesIO(data), filename=filename)
+
+
+def detail_text(detail: CandidateDetail) -> str:
+    head = (
+        f"#{detail.id} · step {detail.step} · rank {detail.rank} · Elo {detail.elo:.0f} · "
+        f"{detail.votes} votes · {MARKERS[badge(detail)]}"
+    )
+    line = " → ".join(
+        f"step {g.step} #{g.id} (seed {g.seed}, Elo {g.elo:.0f})" for g in detail.chain
+    )
+    return f"{head}\nLineage: {line}"
+
+
+def full_size(path: Path, max_bytes: int) -> tuple[bytes, str]:
+    """The file as it is when Discord takes it; re-encoded under the limit only when too big,
+    because re-encoding loses detail and costs seconds. Blocking: call it in a thread."""
+    data = path.read_bytes()
+    if len(data) <= max_bytes:
+        return data, path.name
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        rendered = _encode(_to_rgb(im), path.stem, max_bytes)
+    return rendered.data, rendered.filename
+
+
+def gallery_view(page: GalleryPage) -> discord.ui.View:
+    """The menu of the page's candidates; `timeout=None` because it must outlive the process."""
+    view = discord.ui.View(timeout=None)
+    options = [
+        discord.SelectOption(label=option_label(item), value=str(item.id))
+        for item in page.items[:25]  # Discord's most options in one menu
+    ]
+    view.add_item(CandidateSelect(page.run_id, options))
+    return view
 
 
 class Gallery(commands.Cog):
@@ -69,8 +203,9 @@ class Gallery(commands.Cog):
             render_contact_sheet, sheet_items(self.bot, found), title=title
         )
         await interaction.followup.send(
-            f"{title} · ▲ advancing · ● not advancing · ✕ rejected · ○ not decided yet",
+            " · ".join((title, *MARKERS.values())),
             file=discord.File(io.BytesIO(sheet.data), filename=sheet.filename),
+            view=gallery_view(found),
         )
 
     @gallery.autocomplete("run")
@@ -82,3 +217,4 @@ class Gallery(commands.Cog):
 
 async def setup(bot: CuratorBot) -> None:
     await bot.add_cog(Gallery(bot))
+    bot.add_dynamic_items(CandidateSelect)

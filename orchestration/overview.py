@@ -1,12 +1,15 @@
-"""Read models for the Discord surface: every run at a glance, and finding a run by channel."""
+"""Read models for the Discord surface: every run at a glance, finding a run by channel, a
+step's gallery and one candidate with its lineage."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from db.models import (
     CandidateStatus,
@@ -158,6 +161,14 @@ async def running_run_channels(session: AsyncSession) -> list[int]:
     return [c for c in rows if c is not None]
 
 
+# The gallery's order within a step: active candidates by the ranking rule, rejected ones last.
+# A candidate's rank is its place in this order, wherever it is shown.
+GALLERY_ORDER: tuple[ColumnElement[Any], ...] = (
+    ImageCandidate.status == CandidateStatus.rejected,
+    *RANKING,
+)
+
+
 @dataclass(frozen=True)
 class GalleryItem:
     rank: int  # 1-based among the page's ordering (active first, by the ranking rule)
@@ -221,10 +232,105 @@ async def gallery_page(
     rows = await session.execute(
         select(c.id, c.elo, c.votes, c.status, c.advancing, c.image_path, c.parent_id)
         .where(c.run_id == run_id, c.step == step)
-        .order_by(c.status == CandidateStatus.rejected, *RANKING)
+        .order_by(*GALLERY_ORDER)
         .offset((page - 1) * per_page)
         .limit(per_page)
     )
     start = (page - 1) * per_page
     items = [GalleryItem(start + i + 1, *row) for i, row in enumerate(rows)]
     return GalleryPage(run_id, run.name, step, steps[step], page, pages, items)
+
+
+@dataclass(frozen=True)
+class LineageItem:
+    """One generation of a candidate's family line."""
+
+    id: int
+    step: int
+    seed: int
+    elo: float
+    image_path: str
+
+
+@dataclass(frozen=True)
+class CandidateDetail:
+    run_id: int
+    id: int
+    step: int
+    rank: int  # its place in the step's gallery order, 1-based
+    elo: float
+    votes: int
+    status: CandidateStatus
+    advancing: bool | None
+    seed: int
+    image_path: str
+    lineage: list[LineageItem]  # its ancestors, step 1 first, ending with its parent
+
+    @property
+    def chain(self) -> list[LineageItem]:
+        """The whole line from step 1 down to this candidate."""
+        me = LineageItem(self.id, self.step, self.seed, self.elo, self.image_path)
+        return [*self.lineage, me]
+
+
+async def candidate_detail(
+    session: AsyncSession, run_id: int, candidate_id: int
+) -> CandidateDetail:
+    """One candidate of a run, its gallery rank and its ancestors up to step 1.
+
+    Refuses a candidate of another run, so a gallery message of one run cannot open another's.
+    """
+    c = ImageCandidate
+    row = (
+        await session.execute(
+            select(
+                c.run_id, c.step, c.elo, c.votes, c.status, c.advancing, c.seed, c.image_path
+            ).where(c.id == candidate_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"There is no candidate #{candidate_id}.")
+    if row.run_id != run_id:
+        raise NotFound(f"Candidate #{candidate_id} is not in run #{run_id}.")
+    ranked = (
+        select(c.id, func.row_number().over(order_by=GALLERY_ORDER).label("rank"))
+        .where(c.run_id == run_id, c.step == row.step)
+        .subquery()
+    )
+    rank = await session.scalar(select(ranked.c.rank).where(ranked.c.id == candidate_id))
+    assert rank is not None, "the candidate is in its own step"
+    return CandidateDetail(
+        run_id,
+        candidate_id,
+        row.step,
+        int(rank),
+        row.elo,
+        row.votes,
+        row.status,
+        row.advancing,
+        row.seed,
+        row.image_path,
+        await _ancestors(session, candidate_id),
+    )
+
+
+async def _ancestors(session: AsyncSession, candidate_id: int) -> list[LineageItem]:
+    """Parents up to step 1 in one recursive query; each step is lower than the one below it,
+    so even a damaged parent link cannot make it loop."""
+    c = ImageCandidate
+    chain = (
+        select(c.id, c.parent_id, c.step).where(c.id == candidate_id).cte("chain", recursive=True)
+    )
+    parent = aliased(ImageCandidate)
+    chain = chain.union_all(
+        select(parent.id, parent.parent_id, parent.step).join(
+            chain, (parent.id == chain.c.parent_id) & (parent.step < chain.c.step)
+        )
+    )
+    rows = await session.execute(
+        select(c.id, c.step, c.seed, c.elo, c.image_path)
+        .join(chain, chain.c.id == c.id)
+        .where(c.id != candidate_id)
+        .order_by(c.step)
+    )
+    return [LineageItem(*r) for r in rows]

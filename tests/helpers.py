@@ -92,6 +92,7 @@ class FakeResponse:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.deferred = False
+        self.deferred_with: dict[str, Any] = {}  # e.g. ephemeral=True, thinking=True
         self.answered = asyncio.Event()
 
     def is_done(self) -> bool:
@@ -109,6 +110,7 @@ class FakeResponse:
     async def defer(self, **kwargs: Any) -> None:
         assert not self.is_done(), "deferred after answering"
         self.deferred = True
+        self.deferred_with = kwargs
 
 
 def fake_interaction(
