@@ -32,7 +32,6 @@ class Settings(BaseSettings):
     top_k: int = Field(3, ge=1)
     selection_order: SelectionOrder = SelectionOrder.breadth_first
     gates: bool = True
-    elo_k_factor: float = Field(32.0, gt=0)
     tick_seconds: float = Field(30.0, gt=0)
     log_level: str = "INFO"
 

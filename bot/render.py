@@ -34,8 +34,10 @@ __all__ = [
     "RenderTooLargeError",
     "Rendered",
     "SheetItem",
+    "encode",
     "render_contact_sheet",
     "render_pair",
+    "to_rgb",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ _MIN_ENCODE_WIDTH: Final = 320  # below this a phone can't read the labels anymo
 _PNG_MAX_COLOURS: Final = 4096
 
 
-def _encode(img: Image.Image, stem: str, max_bytes: int) -> Rendered:
+def encode(img: Image.Image, stem: str, max_bytes: int) -> Rendered:
     """Encode under max_bytes, giving up quality before size (size costs legibility)."""
     # getcolors gives up as soon as it sees too many colours: ~0.5 ms for photos.
     if img.getcolors(_PNG_MAX_COLOURS) is not None:
@@ -252,14 +254,16 @@ def _load_fitted(path: Path, box: tuple[int, int]) -> Image.Image | None:
                 # DCT scaling decodes at 1/2..1/8 size directly: several times faster.
                 im.draft("RGB", box)
             im.load()
-            rgb = _to_rgb(im)
+            rgb = to_rgb(im)
     except Exception as exc:  # any decoder failure just means "unreadable"
         logger.warning("render: cannot read image %s: %s", path, exc)
         return None
     return _scale_to_fit(rgb, box)
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_rgb(im: Image.Image) -> Image.Image:
+    """The image as plain RGB: transparency flattened onto the panel colour, 16-bit grey
+    scaled rather than clipped."""
     if im.mode == "RGB":
         return im
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
@@ -382,7 +386,7 @@ def render_pair(
         else:
             _paste_centered(canvas, im, area)
         _letter_badge(draw, area, letter, colour)
-    return _encode(canvas, "pair", max_bytes)
+    return encode(canvas, "pair", max_bytes)
 
 
 def _letter_badge(draw: ImageDraw.ImageDraw, area: Box, letter: str, colour: RGB) -> None:
@@ -481,7 +485,7 @@ def render_contact_sheet(
         canvas.paste(
             job.result(), (left + (i % cols) * (tile + gap), title_h + (i // cols) * (cell_h + gap))
         )
-    return _encode(canvas, "sheet", max_bytes)
+    return encode(canvas, "sheet", max_bytes)
 
 
 @dataclass(frozen=True, slots=True)

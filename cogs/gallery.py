@@ -1,5 +1,6 @@
-"""/gallery: a contact sheet of one step, best first, with badges, and a menu under it that
-opens one candidate full size with its lineage (persistent, so it works after a restart)."""
+"""/gallery: a contact sheet of one step, best first, with badges and how sure its top k is,
+and a menu under it that opens one candidate full size with its lineage (persistent, so it
+works after a restart)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from bot.app import UNEXPECTED, CuratorBot
 from bot.render import (
     Badge,
     SheetItem,
-    _encode,  # the one "JPEG or PNG under a byte limit" rule, shared with the sheets
-    _to_rgb,
+    encode,  # the one "JPEG or PNG under a byte limit" rule, shared with the sheets
     render_contact_sheet,
+    to_rgb,
 )
 from cogs.common import resolve_run, running_run_choices
 from db.models import CandidateStatus
@@ -64,6 +65,22 @@ def sheet_items(bot: CuratorBot, page: GalleryPage) -> list[SheetItem]:
         )
         for item in page.items
     ]
+
+
+def confidence_text(page: GalleryPage) -> str | None:
+    """How sure the ranking is of the step's top k, with the few-votes warning; None when the
+    step has fewer than two active candidates."""
+    confidence = page.confidence
+    if confidence is None:
+        return None
+    k = confidence.k
+    if page.active > k:
+        text = f"Top {k}: {confidence.label} to be the true top {k}."
+    else:
+        text = f"Top {k}: {confidence.label}."  # every active candidate is in it
+    if confidence.few_votes_warning:
+        text += f"\n⚠️ {confidence.few_votes_warning}"
+    return text
 
 
 def option_label(item: GalleryItem) -> str:
@@ -156,7 +173,7 @@ def full_size(path: Path, max_bytes: int) -> tuple[bytes, str]:
         return data, path.name
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        rendered = _encode(_to_rgb(im), path.stem, max_bytes)
+        rendered = encode(to_rgb(im), path.stem, max_bytes)
     return rendered.data, rendered.filename
 
 
@@ -202,8 +219,11 @@ class Gallery(commands.Cog):
         sheet = await asyncio.to_thread(
             render_contact_sheet, sheet_items(self.bot, found), title=title
         )
+        text = " · ".join((title, *MARKERS.values()))
+        if (sure := confidence_text(found)) is not None:
+            text += f"\n{sure}"
         await interaction.followup.send(
-            " · ".join((title, *MARKERS.values())),
+            text,
             file=discord.File(io.BytesIO(sheet.data), filename=sheet.filename),
             view=gallery_view(found),
         )

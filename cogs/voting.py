@@ -1,19 +1,42 @@
-"""Vote buttons under a pair picture: they carry the run and both candidates in their custom
-ids, so they keep working after a restart (discord.py DynamicItem, registered at start-up)."""
+"""Pairs in a run's channel and their vote buttons, and /vote.
+
+The buttons carry the run and both candidates in their custom ids, so they keep working after a
+restart (discord.py DynamicItem, registered at start-up). Pairs go out when a job made a new
+candidate and after each answer, at most a few unanswered per run (orchestration.pair_posts).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import logging
 import re
-from typing import Any, Literal
+from typing import Any
 
 import discord
+from discord import app_commands
+from discord.ext import commands
 
 from bot.app import CuratorBot, reply_ephemeral
-from bot.permissions import ensure_curator
+from bot.permissions import curator_only, ensure_curator
+from bot.render import render_pair
+from cogs.common import resolve_run, running_run_choices
 from orchestration.errors import DomainError
-from orchestration.ratings import record_vote, reject_candidate
+from orchestration.overview import run_channel
+from orchestration.pair_posts import (
+    Action,
+    PairPlan,
+    PairSide,
+    PairToPost,
+    answer_pair,
+    forget_post,
+    mark_sent,
+    plan_pairs,
+)
+from orchestration.scheduler import SchedulerEvent
 
-Action = Literal["a", "b", "s", "ra", "rb"]
+log = logging.getLogger(__name__)
+
 LABELS: dict[Action, tuple[str, discord.ButtonStyle]] = {
     "a": ("A better", discord.ButtonStyle.primary),
     "b": ("B better", discord.ButtonStyle.primary),
@@ -53,35 +76,32 @@ class VoteButton(
         bot: CuratorBot = interaction.client
         try:
             ensure_curator(interaction, int(bot.settings.curator_role_id or 0))
-            outcome = await self._apply(bot, str(interaction.user.id))
-        except (DomainError, discord.app_commands.CheckFailure) as err:
+        except app_commands.CheckFailure as err:
+            await reply_ephemeral(interaction, str(err))
+            return
+        await interaction.response.defer()  # the message is updated below, when it is known
+        voter = str(interaction.user.id)
+        message = interaction.message
+        try:
+            async with bot.sessions() as session:
+                answer = await answer_pair(
+                    session,
+                    self.run_id,
+                    self.action,
+                    self.a,
+                    self.b,
+                    voter,
+                    message_id=message.id if message is not None else None,
+                )
+        except DomainError as err:
             await reply_ephemeral(interaction, str(err))
             return
         bot.scheduler.wake()
-        await interaction.response.edit_message(
-            content=f"{outcome} — {interaction.user.display_name}", view=None
-        )
-
-    async def _apply(self, bot: CuratorBot, voter: str) -> str:
-        """One orchestration call per button; returns the outcome line for the message."""
-        async with bot.sessions() as session:
-            if self.action == "a":
-                await record_vote(
-                    session, self.run_id, self.a, self.b, voter, k_factor=bot.settings.elo_k_factor
-                )
-                return f"A (#{self.a}) is better than B (#{self.b})"
-            if self.action == "b":
-                await record_vote(
-                    session, self.run_id, self.b, self.a, voter, k_factor=bot.settings.elo_k_factor
-                )
-                return f"B (#{self.b}) is better than A (#{self.a})"
-            if self.action == "ra":
-                await reject_candidate(session, self.run_id, self.a, voter)
-                return f"A (#{self.a}) rejected"
-            if self.action == "rb":
-                await reject_candidate(session, self.run_id, self.b, voter)
-                return f"B (#{self.b}) rejected"
-        return f"Skipped #{self.a} vs #{self.b}"
+        by = "" if not answer.counted else f" — {interaction.user.display_name}"
+        await interaction.edit_original_response(content=f"{answer.outcome}{by}", view=None)
+        plan = await post_pairs(bot, self.run_id, voter)
+        if plan is not None and not plan.posts and not plan.open_messages and plan.note:
+            await reply_ephemeral(interaction, plan.note)
 
 
 def vote_view(run_id: int, a: int, b: int) -> discord.ui.View:
@@ -92,5 +112,124 @@ def vote_view(run_id: int, a: int, b: int) -> discord.ui.View:
     return view
 
 
+def side_label(letter: str, side: PairSide) -> str:
+    return f"{letter} #{side.id} · Elo {side.elo:.0f} · {side.votes} votes"
+
+
+async def pair_message(bot: CuratorBot, post: PairToPost) -> dict[str, Any]:
+    """What a pair message carries: the composite picture and its five buttons."""
+    data_dir = bot.settings.data_dir
+    picture = await asyncio.to_thread(
+        render_pair,
+        data_dir / post.a.image_path,
+        data_dir / post.b.image_path,
+        label_a=side_label("A", post.a),
+        label_b=side_label("B", post.b),
+        header=post.header,
+    )
+    return {
+        "content": f"Which is better? Step {post.step}: #{post.a.id} (A) or #{post.b.id} (B)",
+        "file": discord.File(io.BytesIO(picture.data), filename=picture.filename),
+        "view": vote_view(post.run_id, post.a.id, post.b.id),
+    }
+
+
+async def post_pairs(bot: CuratorBot, run_id: int, voter: str | None = None) -> PairPlan | None:
+    """Top the run's channel up with pairs to vote on; update pairs that went out of date.
+
+    Called after a job made a candidate and after each answer. Never raises: pairs are an
+    offer, and a failure here must not turn a vote that counted into an error.
+    """
+    try:
+        async with bot.sessions() as session:
+            channel_id = await run_channel(session, run_id)
+            channel = bot.get_channel(channel_id) if channel_id is not None else None
+            if not isinstance(channel, discord.TextChannel):
+                return None
+            plan = await plan_pairs(session, run_id, voter)
+    except DomainError:
+        return None  # e.g. the run was completed meanwhile: nothing to offer
+    except Exception:
+        log.warning("run %s: could not plan the next pairs", run_id, exc_info=True)
+        return None
+    for closed in plan.closed:
+        target = bot.get_channel(closed.channel_id)
+        if isinstance(target, discord.TextChannel):
+            try:
+                await target.get_partial_message(closed.message_id).edit(
+                    content=closed.reason, view=None
+                )
+            except discord.HTTPException:
+                log.info("run %s: could not update message %s", run_id, closed.message_id)
+    for post in plan.posts:
+        await _send(bot, channel, post)
+    return plan
+
+
+async def _send(bot: CuratorBot, channel: discord.abc.Messageable, post: PairToPost) -> bool:
+    try:
+        sent = await channel.send(**await pair_message(bot, post))
+    except Exception:
+        log.warning(
+            "run %s: could not post pair #%s vs #%s",
+            post.run_id,
+            post.a.id,
+            post.b.id,
+            exc_info=True,
+        )
+        async with bot.sessions() as session:
+            await forget_post(session, post.post_id)
+        return False
+    async with bot.sessions() as session:
+        await mark_sent(session, post.post_id, sent.channel.id, sent.id)
+    return True
+
+
+def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+class Voting(commands.Cog):
+    def __init__(self, bot: CuratorBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="vote", description="Ask for a pair to vote on now")
+    @app_commands.describe(run="The run (default: this channel's run)")
+    @curator_only()
+    async def vote(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
+        await interaction.response.defer(thinking=True)
+        run_id = await resolve_run(self.bot, interaction, run)
+        async with self.bot.sessions() as session:
+            plan = await plan_pairs(session, run_id, str(interaction.user.id), want=1)
+        if not plan.posts:
+            links = [jump_url(self.bot.guild_id, c, m) for c, m in plan.open_messages]
+            text = plan.note or f"Nothing to vote on in run #{run_id} right now."
+            if links:
+                text += "\nWaiting for an answer: " + " ".join(links)
+            await interaction.followup.send(text, ephemeral=True)
+            return
+        post = plan.posts[0]
+        try:
+            sent = await interaction.followup.send(**await pair_message(self.bot, post), wait=True)
+        except Exception:
+            async with self.bot.sessions() as session:
+                await forget_post(session, post.post_id)
+            raise
+        async with self.bot.sessions() as session:
+            await mark_sent(session, post.post_id, sent.channel.id, sent.id)
+
+    @vote.autocomplete("run")
+    async def _runs(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[int]]:
+        return await running_run_choices(self.bot, current)
+
+    @commands.Cog.listener()
+    async def on_scheduler_event(self, event: SchedulerEvent) -> None:
+        if event.kind == "job_succeeded" and event.run_id is not None:
+            await post_pairs(self.bot, event.run_id)
+
+
 async def setup(bot: CuratorBot) -> None:
     bot.add_dynamic_items(VoteButton)
+    await bot.add_cog(Voting(bot))

@@ -275,6 +275,36 @@ class Vote(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PairPost(Base):
+    """A pair posted with vote buttons in a run's channel; open until someone answers it.
+
+    Kept so the bot never has more than a few unanswered pairs out per run, never posts the
+    same pair twice at once, and knows the message to update when a pair goes out of date.
+    A row is written before its message is sent (`message_id` empty until then).
+    """
+
+    __tablename__ = "pair_posts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "step"], ["pipeline_run_steps.run_id", "pipeline_run_steps.step"]
+        ),
+        CheckConstraint("a_id <> b_id", name="two_candidates"),
+        Index("ix_pair_posts_run_open", "run_id", "answered_at"),
+        Index("ix_pair_posts_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    step: Mapped[int]
+    a_id: Mapped[int] = mapped_column(ForeignKey("image_candidates.id"))
+    b_id: Mapped[int] = mapped_column(ForeignKey("image_candidates.id"))
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    posted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(200))
+
+
 class SchedulerState(Base):
     """One row: where the round-robin over runs stands, so a restart keeps its place."""
 

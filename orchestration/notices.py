@@ -53,8 +53,10 @@ async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
 
     Awaiting approval: once per step (approval ends the waiting for good). No work left: once
     each time the run runs dry — the mark is cleared when the run is found with work again,
-    and a job made after the mark shows work came and went even if no check saw it. A held run
-    gets no "no work" notice (its hold was posted and says what to do); a completed run none.
+    and a job made after the mark shows work came and went even if no check saw it. A run dry
+    only because a step awaits approval gets no "no work" notice: the awaiting one already says
+    what to do. Neither does a held run (its hold was posted and says what to do), nor a
+    completed one.
     """
     # Locked and read afresh: a session keeps its objects after a commit, marks included.
     run = await session.get(PipelineRun, run_id, with_for_update=True, populate_existing=True)
@@ -94,9 +96,9 @@ async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
     if run.held_reason is None:
         if await run_has_work(session, run_id):
             run.no_work_notified_at = None  # re-armed: the next time it runs dry is news again
-        elif await _idle(session, run_id) and await _no_work_due(session, run):
+        elif not waiting and await _idle(session, run_id) and await _no_work_due(session, run):
             run.no_work_notified_at = now
-            notices.append(Notice(run_id, NoticeKind.no_work, no_work_message(run, waiting)))
+            notices.append(Notice(run_id, NoticeKind.no_work, no_work_message(run)))
     await session.commit()
     return notices
 
@@ -121,19 +123,11 @@ def awaiting_message(step: int, candidates: int, k: int) -> str:
     )
 
 
-def no_work_message(run: PipelineRun, waiting: list[int]) -> str:
-    head = f"🏁 Run #{run.id} “{run.name}” has no work left"
-    if waiting:
-        first = waiting[0]
-        steps = ", ".join(str(s) for s in waiting)
-        which = f"step {steps} awaits" if len(waiting) == 1 else f"steps {steps} await"
-        return (
-            f"{head}: {which} approval. `/approve step:{first} k:{run.top_k}` "
-            "lets the best grow further, or `/complete` the run if you are done."
-        )
+def no_work_message(run: PipelineRun) -> str:
     return (
-        f"{head}: nothing more can grow under its settings (N, gates, budget). "
-        "Look at the results with `/gallery`, then `/complete` the run."
+        f"🏁 Run #{run.id} “{run.name}” has no work left: nothing more can grow under its "
+        "settings (N, gates, budget). Look at the results with `/gallery`, then `/complete` "
+        "the run."
     )
 
 

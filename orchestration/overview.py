@@ -1,5 +1,5 @@
 """Read models for the Discord surface: every run at a glance, finding a run by channel, a
-step's gallery and one candidate with its lineage."""
+step's gallery (with how sure its top k is) and one candidate with its lineage."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from db.models import (
     Vote,
 )
 from orchestration.approvals import awaiting_approval
+from orchestration.confidence import Confidence, top_k_confidence
 from orchestration.errors import NotFound
 from orchestration.ratings import RANKING
 from orchestration.selection import decide_for_run
@@ -190,6 +191,10 @@ class GalleryPage:
     page: int
     pages: int
     items: list[GalleryItem]
+    active: int  # active candidates of the step, on every page
+    # How sure the ranking is of the step's top k (k: the step's approved k, else the run's);
+    # None when the step has fewer than two active candidates, so there is nothing to rank.
+    confidence: Confidence | None
 
 
 async def gallery_page(
@@ -200,17 +205,14 @@ async def gallery_page(
     run = await session.get(PipelineRun, run_id)
     if run is None:
         raise NotFound(f"There is no run #{run_id}.")
-    steps = dict(
-        (
-            await session.execute(
-                select(PipelineRunStep.step, PipelineStep.name)
-                .join(PipelineStep, PipelineStep.id == PipelineRunStep.step_id)
-                .where(PipelineRunStep.run_id == run_id)
-            )
+    steps = {
+        row.step: row
+        for row in await session.execute(
+            select(PipelineRunStep.step, PipelineStep.name, PipelineRunStep.top_k)
+            .join(PipelineStep, PipelineStep.id == PipelineRunStep.step_id)
+            .where(PipelineRunStep.run_id == run_id)
         )
-        .tuples()
-        .all()
-    )
+    }
     if step is None:
         step = (
             await session.scalar(
@@ -220,15 +222,16 @@ async def gallery_page(
         )
     if step not in steps:
         raise NotFound(f"Run #{run_id} has steps 1–{len(steps)}; there is no step {step}.")
-    total = (
-        await session.scalar(
-            select(func.count()).where(ImageCandidate.run_id == run_id, ImageCandidate.step == step)
+    c = ImageCandidate
+    total, active = (
+        await session.execute(
+            select(func.count(), func.count().filter(c.status == CandidateStatus.active)).where(
+                c.run_id == run_id, c.step == step
+            )
         )
-        or 0
-    )
+    ).one()
     pages = max(1, -(-total // per_page))
     page = min(max(page, 1), pages)
-    c = ImageCandidate
     rows = await session.execute(
         select(c.id, c.elo, c.votes, c.status, c.advancing, c.image_path, c.parent_id)
         .where(c.run_id == run_id, c.step == step)
@@ -238,7 +241,14 @@ async def gallery_page(
     )
     start = (page - 1) * per_page
     items = [GalleryItem(start + i + 1, *row) for i, row in enumerate(rows)]
-    return GalleryPage(run_id, run.name, step, steps[step], page, pages, items)
+    # k: the k the step was approved with (how many advanced), else the run's k, the one the
+    # pair policy aims at (step 1 is approved at creation without a k).
+    approved_k: int | None = steps[step].top_k
+    k = run.top_k if approved_k is None else approved_k
+    confidence = await top_k_confidence(session, run_id, step, k) if active >= 2 else None
+    return GalleryPage(
+        run_id, run.name, step, steps[step].name, page, pages, items, int(active), confidence
+    )
 
 
 @dataclass(frozen=True)

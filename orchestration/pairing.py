@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,13 +38,19 @@ from orchestration.runs import get_running_run
 # docs/performance.md shows how often the top k are right when the policy stops.
 SETTLED_AT = 0.90
 
+# While the least certain boundary pair is closer to a toss-up than this (z = 0.9: about 82 %
+# sure of its order), it is asked directly. Past it, a direct vote mostly confirms what is
+# known, and the pair whose vote most narrows that difference (often through a common
+# opponent) settles the top k in fewer taps (docs/performance.md).
+ASK_DIRECTLY_BELOW_Z = 0.9
+
 _RNG = random.Random()
 
 
 class Phase(enum.StrEnum):
     warm_up = "warm-up"  # a candidate nobody has compared yet
     boundary = "boundary"  # the least certain pair across the top-k boundary
-    indirect = "indirect"  # this person voted on the open boundary pairs: the best helper pair
+    indirect = "indirect"  # the pair that most narrows the least certain boundary pair
     settled = "settled"  # every boundary pair is confident: no pair
     nothing = "nothing"  # no pair this person can usefully vote on
 
@@ -66,19 +73,27 @@ class _Decision:
 
 
 async def next_pair(
-    session: AsyncSession, run_id: int, voter: str, *, rng: random.Random | None = None
+    session: AsyncSession,
+    run_id: int,
+    voter: str | None,
+    *,
+    exclude: Collection[tuple[int, int]] = (),
+    rng: random.Random | None = None,
 ) -> NextPair:
     """The pair `voter` should judge next in this run, or why there is none.
 
-    Never a pair this person already voted on, never a rejected candidate. Reads only.
+    Never a pair this person already voted on, never a pair in `exclude` (e.g. pairs already
+    waiting for an answer in the channel), never a rejected candidate. `voter` None: a pair for
+    whoever answers first. Reads only.
     """
     run = await get_running_run(session, run_id)
     k = run.top_k
     awaiting = await awaiting_approval(session, run_id)
     steps = await _steps_in_order(session, run_id, awaiting)
+    skip = {(min(a, b), max(a, b)) for a, b in exclude}
     note: NextPair | None = None
     for step in steps:
-        decision = await _decide(session, run_id, step, k, voter)
+        decision = await _decide(session, run_id, step, k, voter, skip)
         if decision is None:
             continue
         if decision.pair is not None:
@@ -125,7 +140,12 @@ async def _steps_in_order(session: AsyncSession, run_id: int, awaiting: list[int
 
 
 async def _decide(
-    session: AsyncSession, run_id: int, step: int, k: int, voter: str
+    session: AsyncSession,
+    run_id: int,
+    step: int,
+    k: int,
+    voter: str | None,
+    skip: set[tuple[int, int]],
 ) -> _Decision | None:
     """The policy at one step: warm-up, then the least certain boundary pair; None when the
     step has fewer than two active candidates."""
@@ -135,22 +155,25 @@ async def _decide(
     n = len(ids)
     if n < 2:
         return None
-    voted = await _voted_pairs(session, run_id, step, voter)
+    voted = skip | await _voted_pairs(session, run_id, step, voter)
 
     def fresh(i: int, j: int) -> bool:
         return (min(ids[i], ids[j]), max(ids[i], ids[j])) not in voted
 
     z = _z_matrix(mean, cov)
     unseen = [i for i in range(n) if games[i] == 0]
-    if unseen:
-        a = unseen[0]
-        others = [i for i in unseen[1:] if fresh(a, i)] or [
+    for a in unseen:
+        # Another unseen candidate first (one tap shows two), else the closest seen one.
+        others = [i for i in unseen if i != a and fresh(a, i)] or [
             i for i in range(n) if i != a and fresh(a, i)
         ]
-        b = min(others, key=lambda i: (abs(z[a, i]), i))
-        return _Decision(
-            Phase.warm_up, (ids[a], ids[b]), f"step {step}: #{ids[a]} has not been compared yet"
-        )
+        if others:
+            b = min(others, key=lambda i: (abs(z[a, i]), i))
+            return _Decision(
+                Phase.warm_up,
+                (ids[a], ids[b]),
+                f"step {step}: #{ids[a]} has not been compared yet",
+            )
     if n <= k:
         return _Decision(Phase.settled)
 
@@ -161,6 +184,8 @@ async def _decide(
     flat = np.argsort(boundary, axis=None, kind="stable")
     open_pairs = [(int(top[f // len(rest)]), int(rest[f % len(rest)])) for f in flat]
     for i, j in open_pairs:
+        if z[i, j] >= ASK_DIRECTLY_BELOW_Z:
+            break  # even the least certain pair this person may see is fairly sure: narrow it
         if fresh(i, j):
             return _Decision(
                 Phase.boundary,
@@ -168,8 +193,9 @@ async def _decide(
                 f"step {step}: #{ids[i]} (top {k}) vs #{ids[j]} is the least certain boundary "
                 f"pair you have not voted on (z = {z[i, j]:.2f})",
             )
-    # This person has voted on every open boundary pair: show the pair that would most narrow
-    # the least certain one, through a common opponent.
+    # The least certain boundary pair is fairly sure of its order already, or this person voted
+    # on every open one: show the pair whose vote would most narrow the least certain one —
+    # itself, or a comparison through a common opponent.
     i, j = open_pairs[0]
     unvoted = [(a, b) for a in range(n) for b in range(a + 1, n) if fresh(a, b)]
     helper = _best_helper(mean, cov, i, j, unvoted)
@@ -183,8 +209,8 @@ async def _decide(
     return _Decision(
         Phase.indirect,
         (ids[a], ids[b]),
-        f"step {step}: #{ids[a]} vs #{ids[b]} narrows #{ids[i]} vs #{ids[j]} (z = {z[i, j]:.2f}), "
-        "which you already voted on",
+        f"step {step}: #{ids[a]} vs #{ids[b]} best narrows the least certain boundary pair, "
+        f"#{ids[i]} vs #{ids[j]} (z = {z[i, j]:.2f})",
     )
 
 
@@ -224,8 +250,10 @@ def _best_helper(
 
 
 async def _voted_pairs(
-    session: AsyncSession, run_id: int, step: int, voter: str
+    session: AsyncSession, run_id: int, step: int, voter: str | None
 ) -> set[tuple[int, int]]:
+    if voter is None:
+        return set()
     rows = await session.execute(
         select(Vote.low_id, Vote.high_id).where(
             Vote.voter == voter, Vote.run_id == run_id, Vote.step == step

@@ -352,8 +352,6 @@ async def record_vote(
     winner_id: int,
     loser_id: int,
     voter: str,
-    *,
-    k_factor: float | None = None,
 ) -> VoteResult:
     """One person's choice of `winner_id` over `loser_id`.
 
@@ -361,8 +359,7 @@ async def record_vote(
     two taps racing each other are refused too. The vote and both vote counts commit at once;
     the step's ratings are refitted from all its votes in the background a moment later
     (`REFIT_DELAY`), one fit per burst of votes, so a tap costs what an insert costs.
-    `ratings_settled()` waits for that refit. `k_factor` is ignored: it was online Elo's step
-    size, and a fit of all votes has none; it stays until its callers drop it.
+    `ratings_settled()` waits for that refit.
     """
     conn = await session.connection()
     try:

@@ -56,12 +56,44 @@ def fake_member(*, curator: bool = True, name: str = "alice") -> MagicMock:
     return member
 
 
+_posted_with: dict[int, dict[str, Any]] = {}
+
+
+def fake_message(channel: MagicMock, **sent: Any) -> MagicMock:
+    """A message the bot posted; `posted_with(message)` is what it was posted with."""
+    message = MagicMock(spec_set=discord.Message)
+    message.id = next(_ids)
+    message.channel = channel
+    message.content = sent.get("content")
+    message.edit = AsyncMock()
+    _posted_with[message.id] = sent
+    return message
+
+
+def posted_with(message: MagicMock) -> dict[str, Any]:
+    """The content, file, view, ... a fake message was sent with."""
+    return _posted_with[message.id]
+
+
 def fake_text_channel(name: str = "general") -> MagicMock:
+    """A channel that remembers what the bot posted in it (`channel.messages`)."""
     channel = MagicMock(spec_set=discord.TextChannel)
     channel.id = next(_ids)
     channel.name = name
     channel.mention = f"<#{channel.id}>"
-    channel.send = AsyncMock()
+    messages: list[MagicMock] = []
+
+    async def send(content: str | None = None, **kwargs: Any) -> MagicMock:
+        message = fake_message(channel, content=content, **kwargs)
+        messages.append(message)
+        return message
+
+    def partial(message_id: int) -> MagicMock:
+        return next(m for m in messages if m.id == message_id)
+
+    channel.send = AsyncMock(side_effect=send)
+    channel.send.messages = messages
+    channel.get_partial_message = MagicMock(side_effect=partial)
     channel.edit = AsyncMock()
     return channel
 
@@ -114,18 +146,31 @@ class FakeResponse:
 
 
 def fake_interaction(
-    bot: CuratorBot, *, user: MagicMock | None = None, channel_id: int | None = None
+    bot: CuratorBot,
+    *,
+    user: MagicMock | None = None,
+    channel_id: int | None = None,
+    message: MagicMock | None = None,
 ) -> MagicMock:
+    """An interaction from a slash command, or from a button of `message`."""
     interaction = MagicMock(spec_set=discord.Interaction)
     interaction.client = bot
     interaction.user = user or fake_member()
     interaction.guild = fake_guild()
     interaction.channel_id = channel_id
+    interaction.message = message
     interaction.command = None
     interaction.response = FakeResponse()
     interaction.followup = MagicMock(spec_set=discord.Webhook)
     followed = asyncio.Event()
-    interaction.followup.send = AsyncMock(side_effect=lambda *a, **k: followed.set())
+    here = fake_text_channel("here")
+    here.id = channel_id if channel_id is not None else here.id
+
+    async def follow_up(content: str | None = None, **kwargs: Any) -> MagicMock:
+        followed.set()
+        return fake_message(here, content=content, **kwargs)
+
+    interaction.followup.send = AsyncMock(side_effect=follow_up)
     interaction.followup.send.event = followed
     interaction.edit_original_response = AsyncMock()
     return interaction

@@ -20,8 +20,10 @@ from bot.render import (
     Rendered,
     RenderTooLargeError,
     SheetItem,
+    encode,
     render_contact_sheet,
     render_pair,
+    to_rgb,
 )
 
 RED = (220, 30, 30)
@@ -291,6 +293,22 @@ def test_impossible_limit_raises_clear_error(tmp_path):
     with pytest.raises(RenderTooLargeError, match="under 1000 bytes"):
         pair(n, n, max_bytes=1000)
     assert issubclass(RenderTooLargeError, ValueError)
+
+
+def test_encode_and_to_rgb_are_public_for_other_senders():
+    """The gallery's full-size re-encode uses the same two helpers as the sheets."""
+    assert {"encode", "to_rgb"} <= set(render.__all__)
+    flat = encode(Image.new("RGB", (400, 300), RED), "flat", 1_000_000)
+    assert (flat.format, flat.filename, flat.width, flat.height) == ("PNG", "flat.png", 400, 300)
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(0, 256, (400, 400, 3), dtype=np.uint8))
+    small = encode(photo, "photo", 60_000)
+    assert small.filename == "photo.jpg" and len(small.data) <= 60_000
+    decode(small)
+    clear = to_rgb(Image.new("RGBA", (8, 8), (*RED, 0)))
+    assert clear.mode == "RGB" and not near(clear.getpixel((4, 4)), RED)  # on the panel
+    grey = to_rgb(Image.fromarray(np.full((8, 8), 128 * 256, dtype=np.uint16)))
+    assert grey.mode == "RGB" and near(grey.getpixel((4, 4)), (128, 128, 128), tol=2)
 
 
 # --- text and threading -------------------------------------------------------------

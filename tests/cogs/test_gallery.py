@@ -15,8 +15,10 @@ from cogs import gallery as gallery_cog
 from cogs.gallery import CandidateSelect, Gallery, full_size, gallery_view, select_id
 from db.models import ImageCandidate
 from orchestration.approvals import approve_step
+from orchestration.confidence import top_k_confidence
 from orchestration.overview import gallery_page, set_run_channel
-from orchestration.ratings import reject_candidate
+from orchestration.ratings import ratings_settled, record_vote, reject_candidate
+from orchestration.runs import RunSettings
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import fake_interaction, fake_member, invoke, make_bot, replies
 
@@ -52,8 +54,63 @@ async def test_gallery_command_posts_a_contact_sheet(session_factory, tmp_path):
     assert interaction.response.deferred
     call = interaction.followup.send.await_args
     assert "Shoot: step 1 (step 1), page 1 of 1" in call.args[0]
+    assert call.args[0].endswith("\nTop 3: certain (all 2 are in the top 3).")  # k 3, 2 here
     sheet = Image.open(io.BytesIO(call.kwargs["file"].fp.read()))
     assert sheet.width > 0
+
+
+async def voted_step(session_factory, tmp_path, results):
+    """Run "Shoot" with k 2 and five candidates at step 2; `results` are (winner, loser)
+    indexes, each voted by a different person through the product."""
+    async with session_factory() as s:
+        await make_pipeline(s, tmp_path, steps=3)
+        run = await make_run(s, name="Shoot", settings=RunSettings(top_k=2))
+        p = await add_candidate(s, run, 1)
+        ids = [await add_candidate(s, run, 2, p) for _ in range(5)]
+        for i, (w, lo) in enumerate(results):
+            await record_vote(s, run, ids[w], ids[lo], f"v{i}")
+        await ratings_settled()
+        confidence = await top_k_confidence(s, run, 2, 2)
+    return run, ids, confidence
+
+
+async def posted_text(session_factory, tmp_path, run, step):
+    bot = make_bot(session_factory, tmp_path)
+    interaction = fake_interaction(bot)
+    await invoke(Gallery.gallery, Gallery(bot), interaction, step=step, run=run)
+    return interaction.followup.send.await_args.args[0]
+
+
+async def test_few_votes_show_how_unsure_the_top_k_is_and_warn(session_factory, tmp_path):
+    run, _, confidence = await voted_step(session_factory, tmp_path, [(0, 1), (2, 3)])
+    assert confidence.few_votes_warning is not None
+    text = await posted_text(session_factory, tmp_path, run, 2)
+    lines = text.split("\n")
+    assert lines[0].startswith("Shoot: step 2 (step 2), page 1 of 1 · ")
+    assert lines[1:] == [
+        f"Top 2: {confidence.label} to be the true top 2.",
+        f"⚠️ {confidence.few_votes_warning}",
+    ]
+    assert "Few votes so far: this top 2 is only" in lines[2]
+
+
+async def test_many_consistent_votes_show_a_sure_top_k_without_warning(session_factory, tmp_path):
+    won = [(t, r) for t in (3, 4) for r in (0, 1, 2) for _ in range(8)]
+    lost = [(r, t) for t in (3, 4) for r in (0, 1, 2)]
+    run, _, confidence = await voted_step(session_factory, tmp_path, won + lost)
+    assert confidence.label.startswith("very likely") and confidence.few_votes_warning is None
+    text = await posted_text(session_factory, tmp_path, run, 2)
+    assert text.split("\n")[1:] == [f"Top 2: {confidence.label} to be the true top 2."]
+    assert "⚠️" not in text
+
+
+async def test_no_top_k_line_for_a_single_candidate(session_factory, tmp_path):
+    async with session_factory() as s:
+        await make_pipeline(s, tmp_path, steps=2)
+        run = await make_run(s)
+        await add_candidate(s, run, 1)
+    text = await posted_text(session_factory, tmp_path, run, 1)
+    assert "\n" not in text and "Top " not in text
 
 
 async def test_gallery_unknown_step(session_factory, tmp_path):

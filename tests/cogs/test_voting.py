@@ -1,13 +1,26 @@
-"""Vote buttons: one tap, one orchestration call; they survive a restart."""
+"""Pairs in the run's channel and their vote buttons: one tap, one orchestration call; they
+survive a restart; at most three wait for an answer; out-of-date pairs say so; /vote."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from cogs.voting import VoteButton, custom_id, vote_view
-from db.models import CandidateStatus, ImageCandidate, Vote
+from cogs.voting import VoteButton, Voting, custom_id, post_pairs, vote_view
+from db.models import CandidateStatus, ImageCandidate, PairPost, Vote
+from orchestration.approvals import approve_step
+from orchestration.overview import set_run_channel
+from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
+from orchestration.scheduler import SchedulerEvent
 from tests.factories import add_candidate, make_pipeline, make_run
-from tests.helpers import fake_interaction, fake_member, make_bot, replies
+from tests.helpers import (
+    fake_interaction,
+    fake_member,
+    fake_text_channel,
+    invoke,
+    make_bot,
+    posted_with,
+    replies,
+)
 
 
 async def pair(session_factory, tmp_path) -> tuple[int, int, int]:
@@ -17,14 +30,42 @@ async def pair(session_factory, tmp_path) -> tuple[int, int, int]:
         return run, await add_candidate(s, run, 1), await add_candidate(s, run, 1)
 
 
-async def press(bot, cid: str, user=None):
+async def run_with_channel(session_factory, tmp_path, candidates: int = 5, step: int = 1):
+    """A run whose channel the bot can see, with `candidates` at `step`."""
+    bot = make_bot(session_factory, tmp_path)
+    channel = fake_text_channel("run-1")
+    async with session_factory() as s:
+        await make_pipeline(s, tmp_path)
+        run = await make_run(s)
+        await set_run_channel(s, run, channel.id)
+        parent = None
+        if step == 2:
+            parent = await add_candidate(s, run, 1)
+        ids = [await add_candidate(s, run, step, parent) for _ in range(candidates)]
+    bot.get_channel = {channel.id: channel}.get  # type: ignore[method-assign]
+    return bot, channel, run, ids
+
+
+def buttons(message) -> dict[str, str]:
+    """Label → custom id of a posted pair's buttons."""
+    return {c.item.label: c.custom_id for c in posted_with(message)["view"].children}
+
+
+async def press(bot, cid: str, user=None, message=None):
     """What discord.py does when a button of a message arrives: parse its id, then call it."""
     match = VoteButton.__discord_ui_compiled_template__.fullmatch(cid)
     assert match is not None
-    interaction = fake_interaction(bot, user=user)
+    interaction = fake_interaction(bot, user=user, message=message)
     item = await VoteButton.from_custom_id(interaction, None, match)  # type: ignore[arg-type]
     await item.callback(interaction)
     return interaction
+
+
+def edited(interaction) -> str:
+    """The pair message's text after the tap."""
+    call = interaction.edit_original_response.await_args
+    assert call is not None and call.kwargs["view"] is None  # buttons gone
+    return call.kwargs["content"]
 
 
 async def test_view_has_five_persistent_buttons(session_factory, tmp_path):
@@ -41,8 +82,8 @@ async def test_a_button_pressed_after_a_restart_records_the_vote(session_factory
     vote_view(run, a, b)  # posted by the bot before it stopped
     fresh_bot = make_bot(session_factory, tmp_path)  # a new process on the same database
     interaction = await press(fresh_bot, custom_id("b", run, a, b))
-    assert interaction.response.sent[0]["view"] is None  # buttons gone, outcome shown
-    assert f"B (#{b}) is better than A (#{a})" in interaction.response.sent[0]["content"]
+    assert interaction.response.deferred  # answered before any database work
+    assert f"B (#{b}) is better than A (#{a})" in edited(interaction)
     async with session_factory() as s:
         vote = (await s.scalars(select(Vote))).one()
     assert vote.winner_id == b
@@ -53,13 +94,15 @@ async def test_refusals_show_privately_and_change_nothing(session_factory, tmp_p
     bot = make_bot(session_factory, tmp_path)
     stranger = await press(bot, custom_id("a", run, a, b), user=fake_member(curator=False))
     assert "role" in replies(stranger)[0] and stranger.response.sent[0]["ephemeral"]
+    stranger.edit_original_response.assert_not_awaited()
     alice = fake_member()
     await press(bot, custom_id("a", run, a, b), user=alice)
     twice = await press(bot, custom_id("b", run, a, b), user=alice)
     assert "already voted" in replies(twice)[0]
+    twice.edit_original_response.assert_not_awaited()
     await press(bot, custom_id("ra", run, a, b))
     late = await press(bot, custom_id("b", run, a, b))
-    assert f"#{a} was rejected" in replies(late)[0]
+    assert f"out of date: #{a} was rejected" in edited(late)
     async with session_factory() as s:
         votes = (await s.scalars(select(Vote))).all()
         rejected = await s.get_one(ImageCandidate, a)
@@ -69,6 +112,108 @@ async def test_refusals_show_privately_and_change_nothing(session_factory, tmp_p
 async def test_skip_records_nothing(session_factory, tmp_path):
     run, a, b = await pair(session_factory, tmp_path)
     interaction = await press(make_bot(session_factory, tmp_path), custom_id("s", run, a, b))
-    assert "Skipped" in interaction.response.sent[0]["content"]
+    assert "Skipped" in edited(interaction)
     async with session_factory() as s:
         assert (await s.scalars(select(Vote))).all() == []
+
+
+async def test_a_new_candidate_brings_pairs_at_most_three_open(session_factory, tmp_path):
+    bot, channel, run, ids = await run_with_channel(session_factory, tmp_path)
+    cog = Voting(bot)
+    done = SchedulerEvent("job_succeeded", "job done", "http://gpu:8188", run_id=run)
+    await cog.on_scheduler_event(done)
+    await cog.on_scheduler_event(done)
+    posted = channel.send.messages
+    assert len(posted) == OPEN_PAIRS_PER_RUN == 3
+    pairs = set()
+    for message in posted:
+        assert posted_with(message)["file"].filename.startswith("pair")
+        cid = buttons(message)["A better"]
+        _, _, _, r, a, b = cid.split(":")
+        assert int(r) == run and {int(a), int(b)} <= set(ids)
+        pairs.add(frozenset((int(a), int(b))))
+    assert len(pairs) == 3  # never the same pair twice at once
+
+    restarted = make_bot(session_factory, tmp_path)  # the limit holds across a restart
+    restarted.get_channel = bot.get_channel  # type: ignore[method-assign]
+    await post_pairs(restarted, run)
+    assert len(posted) == 3
+
+
+async def test_after_a_vote_the_outcome_shows_and_the_next_pair_follows(
+    session_factory, tmp_path
+):
+    bot, channel, run, _ = await run_with_channel(session_factory, tmp_path)
+    await post_pairs(bot, run)
+    first = channel.send.messages[0]
+    tap = await press(bot, buttons(first)["A better"], message=first)
+    assert "is better than" in edited(tap)
+    assert len(channel.send.messages) == 4  # one answered, three open again
+    async with session_factory() as s:
+        posts = (await s.scalars(select(PairPost).order_by(PairPost.id))).all()
+        assert (await s.scalars(select(Vote))).one()
+    assert posts[0].message_id == first.id and posts[0].answered_at is not None
+    assert [p.answered_at is None for p in posts] == [False, True, True, True]
+
+
+async def test_a_rejection_closes_the_other_open_pairs_of_that_candidate(
+    session_factory, tmp_path
+):
+    bot, channel, run, _ = await run_with_channel(session_factory, tmp_path, candidates=3)
+    await post_pairs(bot, run)
+    posted = list(channel.send.messages)
+    assert len(posted) == 3  # all three pairs of three candidates
+    first = posted[0]
+    rejected = int(buttons(first)["Reject A"].split(":")[4])
+    await press(bot, buttons(first)["Reject A"], message=first)
+    others = [m for m in posted[1:] if str(rejected) in buttons(m)["A better"].split(":")[4:]]
+    assert len(others) == 1  # of three candidates, one more open pair held it
+    call = others[0].edit.await_args
+    assert f"#{rejected} was rejected meanwhile" in call.kwargs["content"]
+    assert call.kwargs["view"] is None
+
+
+async def test_a_pair_whose_step_was_approved_meanwhile_says_so(session_factory, tmp_path):
+    bot, channel, run, _ids = await run_with_channel(session_factory, tmp_path, 4, step=2)
+    await post_pairs(bot, run)
+    message = channel.send.messages[0]
+    assert posted_with(message)["content"].startswith("Which is better? Step 2:")
+    async with session_factory() as s:
+        await approve_step(s, run, 2, 1, "bob")
+    tap = await press(bot, buttons(message)["B better"], message=message)
+    assert "step 2 was approved meanwhile" in edited(tap)
+    async with session_factory() as s:
+        assert (await s.scalars(select(Vote))).all() == []
+
+
+async def test_vote_command_gives_a_pair_then_points_at_the_open_ones(session_factory, tmp_path):
+    bot, channel, _run, _ = await run_with_channel(session_factory, tmp_path)
+    cog = Voting(bot)
+    for _ in range(OPEN_PAIRS_PER_RUN):
+        interaction = fake_interaction(bot, channel_id=channel.id)
+        await invoke(cog.vote, cog, interaction)
+        assert interaction.response.deferred
+        call = interaction.followup.send.await_args
+        assert set(buttons_of(call.kwargs["view"])) >= {"A better", "B better"}
+    full = fake_interaction(bot, channel_id=channel.id)
+    await invoke(cog.vote, cog, full)
+    text = replies(full)[0]
+    assert "already waiting for an answer" in text
+    assert text.count("https://discord.com/channels/") == OPEN_PAIRS_PER_RUN
+
+
+def buttons_of(view) -> list[str]:
+    return [c.item.label for c in view.children]
+
+
+async def test_vote_command_refusals(session_factory, tmp_path):
+    bot, channel, _run, _ = await run_with_channel(session_factory, tmp_path)
+    cog = Voting(bot)
+    stranger = fake_interaction(bot, channel_id=channel.id, user=fake_member(curator=False))
+    await invoke(cog.vote, cog, stranger)
+    assert "role" in replies(stranger)[0]
+    nowhere = fake_interaction(bot, channel_id=None)
+    await invoke(cog.vote, cog, nowhere, run=999)
+    assert "no run #999" in replies(nowhere)[-1]
+    async with session_factory() as s:
+        assert (await s.scalars(select(PairPost))).all() == []

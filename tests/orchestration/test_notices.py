@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import random
 
+from sqlalchemy import select
+
 from db.engine import create_engine, create_session_factory
-from db.models import PipelineRun, PipelineRunStep
+from db.models import CandidateStatus, ImageCandidate, PipelineRun, PipelineRunStep
 from orchestration.approvals import approve_step
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.notices import Notice, NoticeKind, due_notices, runs_to_notify
 from orchestration.overview import set_run_channel
+from orchestration.ratings import reject_candidate
 from orchestration.runs import RunSettings, complete_run, hold_run, resume_run
 from tests.factories import add_candidate, make_pipeline, make_run
 
@@ -42,16 +45,14 @@ async def gated_run(session, tmp_path, **settings) -> int:
 async def test_step_awaiting_approval_is_told_once(session, tmp_path):
     run = await gated_run(session, tmp_path, top_k=3)
     told = await drain(session, run, random.Random(1))
-    # Step 2 fills (2 parents × 2), then the run is dry until someone approves it.
-    assert kinds(told) == [(NoticeKind.awaiting_approval, 2), (NoticeKind.no_work, None)]
-    awaiting, dry = told
+    # Step 2 fills (2 parents × 2), then the run is dry until someone approves it: the
+    # awaiting notice says so, no separate "no work" one.
+    assert kinds(told) == [(NoticeKind.awaiting_approval, 2)]
+    [awaiting] = told
     assert awaiting.message == (
         "⏳ Step 2 is ready for review: 4 candidates. Vote on the pairs "
         "(`/gallery step:2` shows them all), then `/approve step:2 k:3`."
     )
-    assert f"Run #{run} “run” has no work left" in dry.message
-    assert "step 2 awaits approval" in dry.message and "`/approve step:2 k:3`" in dry.message
-    assert "`/complete`" in dry.message
     for _ in range(3):
         assert await due_notices(session, run) == []
     row = await session.get_one(PipelineRunStep, (run, 2))
@@ -60,7 +61,7 @@ async def test_step_awaiting_approval_is_told_once(session, tmp_path):
 
 async def test_uses_the_runs_k(session, tmp_path):
     run = await gated_run(session, tmp_path, top_k=5)
-    [awaiting, _] = await drain(session, run, random.Random(2))
+    [awaiting] = await drain(session, run, random.Random(2))
     assert "`/approve step:2 k:5`" in awaiting.message
 
 
@@ -76,10 +77,10 @@ async def test_nothing_while_work_or_jobs_remain(session, tmp_path):
     for job in claimed:
         await finish(session, job)
     told = await drain(session, run, rng)
-    assert kinds(told) == [(NoticeKind.awaiting_approval, 2), (NoticeKind.no_work, None)]
+    assert kinds(told) == [(NoticeKind.awaiting_approval, 2)]
 
 
-async def test_no_work_is_told_again_after_work_came_back(session, tmp_path):
+async def test_no_work_is_told_when_the_final_step_is_full(session, tmp_path):
     run = await gated_run(session, tmp_path)
     rng = random.Random(4)
     await drain(session, run, rng)
@@ -93,13 +94,39 @@ async def test_no_work_is_told_again_after_work_came_back(session, tmp_path):
     assert await due_notices(session, run) == []
 
 
+async def leafy_run(session, tmp_path) -> int:
+    """Gates off, one leaf wanted: dry once it has one; rejecting the leaf brings work back."""
+    await make_pipeline(session, tmp_path, steps=2)
+    return await make_run(
+        session, settings=RunSettings(max_children=1, gates=False, target_leaves=1)
+    )
+
+
+async def reject_the_leaf(session, run) -> None:
+    leaf = await session.scalar(select(ImageCandidate.id).where(
+        ImageCandidate.run_id == run, ImageCandidate.step == 2,
+        ImageCandidate.status == CandidateStatus.active))
+    await reject_candidate(session, run, leaf, "curator")
+
+
+async def test_no_work_is_told_again_after_work_came_back(session, tmp_path):
+    run = await leafy_run(session, tmp_path)
+    rng = random.Random(4)
+    assert kinds(await drain(session, run, rng)) == [(NoticeKind.no_work, None)]
+    await reject_the_leaf(session, run)
+    assert await due_notices(session, run) == []  # work again: the mark is cleared
+    assert (await session.get_one(PipelineRun, run)).no_work_notified_at is None
+    assert kinds(await drain(session, run, rng)) == [(NoticeKind.no_work, None)]
+    assert await due_notices(session, run) == []
+
+
 async def test_rearmed_even_if_no_check_saw_the_work(session, tmp_path):
     """/resume or a race can bring work back with no check in between: a job made after the
     notice is proof enough."""
-    run = await gated_run(session, tmp_path)
+    run = await leafy_run(session, tmp_path)
     rng = random.Random(5)
     await drain(session, run, rng)
-    await approve_step(session, run, 2, 2, "curator")
+    await reject_the_leaf(session, run)
     await drain(session, run, rng, check=False)
     told = await due_notices(session, run)
     assert kinds(told) == [(NoticeKind.no_work, None)]
@@ -110,7 +137,7 @@ async def test_marks_survive_a_restart(db_url, tmp_path):
     first = create_engine(db_url)
     async with create_session_factory(first)() as s:
         run = await gated_run(s, tmp_path)
-        assert len(await drain(s, run, random.Random(6))) == 2
+        assert len(await drain(s, run, random.Random(6))) == 1
     await first.dispose()
 
     again = create_engine(db_url)  # a new process: only the database remembers
@@ -130,7 +157,7 @@ async def test_concurrent_checks_tell_once(session_factory, tmp_path):
             return await due_notices(s, run)
 
     results = await asyncio.gather(*(check() for _ in range(4)))
-    assert sorted(len(r) for r in results) == [0, 0, 0, 2]
+    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
 
 
 async def test_a_long_lived_session_reads_the_marks_afresh(session_factory, tmp_path):
@@ -143,19 +170,18 @@ async def test_a_long_lived_session_reads_the_marks_afresh(session_factory, tmp_
         run_row = await stale.get_one(PipelineRun, run)
         step_row = await stale.get_one(PipelineRunStep, (run, 2))
         await stale.commit()
-        assert len(await due_notices(other, run)) == 2
+        assert len(await due_notices(other, run)) == 1
         assert await due_notices(stale, run) == []
-        assert run_row.no_work_notified_at is not None
-        assert step_row.step == 2
+        assert run_row.no_work_notified_at is None and step_row.step == 2
 
 
 async def test_a_held_run_is_not_told_it_has_no_work(session, tmp_path):
     """Its hold was posted with what to do; "no work" would hide the real reason."""
-    run = await gated_run(session, tmp_path)
+    run = await leafy_run(session, tmp_path)
     rng = random.Random(8)
     await drain(session, run, rng, check=False)
     await hold_run(session, run, "3 jobs in a row failed")
-    assert kinds(await due_notices(session, run)) == [(NoticeKind.awaiting_approval, 2)]
+    assert await due_notices(session, run) == []
     await resume_run(session, run)
     assert kinds(await due_notices(session, run)) == [(NoticeKind.no_work, None)]
 

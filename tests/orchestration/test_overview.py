@@ -1,4 +1,5 @@
-"""Read models behind the Discord surface: one candidate with its rank and lineage."""
+"""Read models behind the Discord surface: one candidate with its rank and lineage, and how
+sure a gallery's top k is."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import pytest
 
 from db.models import CandidateStatus, ImageCandidate
 from orchestration.approvals import approve_step
+from orchestration.confidence import FEW_VOTES_BELOW, top_k_confidence
 from orchestration.errors import NotFound
 from orchestration.overview import LineageItem, candidate_detail, gallery_page
-from orchestration.ratings import reject_candidate
+from orchestration.pairing import SETTLED_AT
+from orchestration.ratings import ratings_settled, record_vote, reject_candidate
+from orchestration.runs import RunSettings
 from tests.factories import add_candidate, make_pipeline, make_run
 
 
@@ -83,3 +87,74 @@ async def test_unknown_candidate_or_another_run(session_factory, tmp_path):
             await candidate_detail(s, run, 999_999)
         with pytest.raises(NotFound, match=rf"#{theirs} is not in run #{run}"):
             await candidate_detail(s, run, theirs)
+
+
+async def step_two(session, tmp_path, *, n, k):
+    """A run whose k is `k`, with `n` candidates at step 2 under one step-1 parent."""
+    await make_pipeline(session, tmp_path, steps=3)
+    run = await make_run(session, settings=RunSettings(top_k=k))
+    parent = await add_candidate(session, run, 1)
+    return run, [await add_candidate(session, run, 2, parent) for _ in range(n)]
+
+
+async def vote(session, run, results):
+    """Each (winner, loser) by a different person, through the product; then the refit."""
+    for i, (winner, loser) in enumerate(results):
+        await record_vote(session, run, winner, loser, f"v{i}")
+    await ratings_settled()
+
+
+async def test_few_votes_give_the_top_k_confidence_and_its_warning(session, tmp_path):
+    run, ids = await step_two(session, tmp_path, n=5, k=2)
+    await vote(session, run, [(ids[0], ids[1]), (ids[2], ids[3])])
+    page = await gallery_page(session, run, 2, 1)
+    assert page.active == 5
+    assert page.confidence is not None
+    assert page.confidence == await top_k_confidence(session, run, 2, 2)  # the run's k
+    assert page.confidence.probability < FEW_VOTES_BELOW
+    assert page.confidence.few_votes_warning is not None
+    assert f"only {round(100 * page.confidence.probability)} %" in (
+        page.confidence.few_votes_warning
+    )
+
+
+async def test_many_consistent_votes_settle_the_gallery_top_k(session, tmp_path):
+    run, ids = await step_two(session, tmp_path, n=5, k=2)
+    top, rest = ids[3:], ids[:3]  # not the oldest: the order has to come from the votes
+    # Each of the two beat each of the others 8 times in 9 (a clean sweep leaves the fit more
+    # doubt, see top_k_probability).
+    won = [(t, r) for t in top for r in rest for _ in range(8)]
+    await vote(session, run, won + [(r, t) for t in top for r in rest])
+    page = await gallery_page(session, run, 2, 1)
+    assert page.confidence == await top_k_confidence(session, run, 2, 2)
+    assert page.confidence is not None
+    assert set(page.confidence.top_ids) == set(top)
+    assert [item.id for item in page.items[:2]] == list(page.confidence.top_ids)
+    assert page.confidence.probability >= SETTLED_AT
+    assert page.confidence.label.startswith("very likely")
+    assert page.confidence.few_votes_warning is None
+
+
+async def test_the_confidence_is_of_the_k_that_advances(session, tmp_path):
+    """An approved step: the k it was approved with; step 1 (approved without one): the run's."""
+    run, ids = await step_two(session, tmp_path, n=5, k=3)
+    await add_candidate(session, run, 1)
+    await vote(session, run, [(ids[0], ids[1]), (ids[2], ids[3]), (ids[4], ids[0])])
+    await approve_step(session, run, 2, 2, "alice")
+    approved = await gallery_page(session, run, 2, 1)
+    first = await gallery_page(session, run, 1, 1)
+    assert approved.confidence == await top_k_confidence(session, run, 2, 2)
+    assert first.confidence == await top_k_confidence(session, run, 1, 3)
+    assert first.confidence is not None and first.confidence.label == (
+        "certain (all 2 are in the top 3)"
+    )
+
+
+async def test_no_confidence_without_two_active_candidates(session, tmp_path):
+    run, ids = await step_two(session, tmp_path, n=2, k=1)
+    await reject_candidate(session, run, ids[0], "alice")
+    page = await gallery_page(session, run, 2, 1)
+    assert (page.active, page.confidence) == (1, None)
+    assert len(page.items) == 2  # the rejected one is still shown, last
+    empty = await gallery_page(session, run, 3, 1)
+    assert (empty.active, empty.confidence, empty.items) == (0, None, [])

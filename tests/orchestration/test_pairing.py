@@ -182,6 +182,7 @@ async def test_votes_through_the_policy_settle_on_the_true_top(session, tmp_path
             break
         await record_vote(session, run, *taste.judge(*decision.pair), f"p{v}")
     assert decision.phase is Phase.settled, f"not settled after {v} votes"
+    await session.commit()  # end the read: the background refit needs the one connection
     await ratings_settled()
     confidence = await top_k_confidence(session, run, 2, 2)
     assert set(confidence.top_ids) == set(ids[:2])
