@@ -61,13 +61,14 @@ class Pipelines(commands.Cog):
 
     @pipeline.command(name="list", description="The pipelines runs can use")
     async def list_(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         async with self.bot.sessions() as session:
             pipelines = await list_pipelines(session)
         lines = [
             f"**{p.name}**: {' → '.join(p.steps)} (variables: {', '.join(p.variables) or 'none'})"
             for p in pipelines
         ]
-        await interaction.response.send_message(
+        await interaction.followup.send(
             "\n".join(lines)[:1900] or "No pipelines yet: `/pipeline import` one.", ephemeral=True
         )
 

@@ -174,9 +174,10 @@ class Runs(commands.Cog):
     @app_commands.describe(run="The run (default: this channel's run)")
     @curator_only()
     async def complete(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
         view = ConfirmView(interaction.user.id)
-        await interaction.response.send_message(
+        await interaction.followup.send(
             f"Complete run #{run_id}? No new jobs, votes or approvals afterwards.",
             view=view,
             ephemeral=True,
@@ -201,11 +202,14 @@ class Runs(commands.Cog):
     @app_commands.describe(run="The run (default: this channel's run)")
     @curator_only()
     async def resume(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
         async with self.bot.sessions() as session:
             resumed = await resume_run(session, run_id)
         self.bot.scheduler.wake()
-        await interaction.response.send_message(f"Run #{resumed.id} “{resumed.name}” resumed.")
+        await interaction.followup.send(
+            f"Run #{resumed.id} “{resumed.name}” resumed.", ephemeral=True
+        )
 
     @complete.autocomplete("run")
     @resume.autocomplete("run")

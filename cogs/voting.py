@@ -197,7 +197,8 @@ class Voting(commands.Cog):
     @app_commands.describe(run="The run (default: this channel's run)")
     @curator_only()
     async def vote(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
-        await interaction.response.defer(thinking=True)
+        """The pair is for the person who asked: shown to them alone, buttons and all."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
         async with self.bot.sessions() as session:
             plan = await plan_pairs(session, run_id, str(interaction.user.id), want=1)
@@ -210,7 +211,9 @@ class Voting(commands.Cog):
             return
         post = plan.posts[0]
         try:
-            sent = await interaction.followup.send(**await pair_message(self.bot, post), wait=True)
+            sent = await interaction.followup.send(
+                **await pair_message(self.bot, post), ephemeral=True, wait=True
+            )
         except Exception:
             async with self.bot.sessions() as session:
                 await forget_post(session, post.post_id)

@@ -121,9 +121,8 @@ async def test_a_whole_curation_by_taps(session_factory, tmp_path):
 
             completing = fake_interaction(bot, user=curator, channel_id=channel.id)
             task = asyncio.create_task(invoke(Runs.complete, runs, completing))
-            async with asyncio.timeout(5):
-                await completing.response.answered.wait()
-            confirm = completing.response.sent[0]["view"]
+            await followed_up(completing)
+            confirm = completing.followup.send.await_args.kwargs["view"]
             confirm.answer = True
             confirm.stop()
             await task

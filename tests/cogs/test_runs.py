@@ -12,7 +12,15 @@ from db.models import PipelineRun, RunStatus
 from orchestration.errors import InvalidInput
 from orchestration.runs import hold_run
 from tests.factories import make_pipeline
-from tests.helpers import created_channels, fake_interaction, fake_member, invoke, make_bot, replies
+from tests.helpers import (
+    created_channels,
+    fake_interaction,
+    fake_member,
+    followed_up,
+    invoke,
+    make_bot,
+    replies,
+)
 
 
 @pytest.fixture
@@ -85,9 +93,9 @@ async def test_complete_in_the_runs_channel_after_confirming(cog, session_factor
     [channel] = created_channels(started)
     interaction = fake_interaction(cog.bot, channel_id=channel.id)
     task = asyncio.create_task(invoke(Runs.complete, cog, interaction))
-    async with asyncio.timeout(5):
-        await interaction.response.answered.wait()  # the question is on screen
-    view = interaction.response.sent[0]["view"]
+    await followed_up(interaction)  # the question is on screen
+    assert interaction.response.deferred
+    view = interaction.followup.send.await_args.kwargs["view"]
     view.answer = True
     view.stop()
     await task
@@ -114,4 +122,4 @@ async def test_resume(cog, session_factory):
     again = fake_interaction(cog.bot)
     await invoke(Runs.resume, cog, again, run=1)
     assert "is not on hold" in replies(again)[0]
-    assert again.response.sent[0]["ephemeral"] is True
+    assert again.response.deferred_with["ephemeral"] is True
