@@ -51,9 +51,9 @@ class Approvals(commands.Cog):
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
-        k = self.bot.settings.top_k if k is None else k
         async with self.bot.sessions() as session:
             preview = await approval_preview(session, run_id, step, k)  # refuses first
+        k = preview.k
         top = preview.top
         items = [
             SheetItem(

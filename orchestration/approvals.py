@@ -8,7 +8,14 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
-from db.models import IN_FLIGHT, CandidateStatus, ImageCandidate, Job, PipelineRunStep
+from db.models import (
+    IN_FLIGHT,
+    CandidateStatus,
+    ImageCandidate,
+    Job,
+    PipelineRun,
+    PipelineRunStep,
+)
 from orchestration.confidence import Confidence, check_k, top_k_confidence
 from orchestration.errors import Conflict, InvalidInput, NotFound
 from orchestration.ratings import RANKING, refit_step
@@ -63,23 +70,33 @@ async def _run_step(session: AsyncSession, run_id: int, step: int, steps: int) -
 
 @dataclass(frozen=True)
 class ApprovalPreview:
+    k: int  # the k asked for, or the run's when none was
     top: list[RankedCandidate]
     confidence: Confidence
 
 
 async def approval_preview(
-    session: AsyncSession, run_id: int, step: int, k: int
+    session: AsyncSession, run_id: int, step: int, k: int | None = None
 ) -> ApprovalPreview:
     """The candidates `approve_step` would let advance, after the same checks, and how sure
-    the ranking is of them; changes no decision."""
-    _, top = await _checked(session, run_id, step, k)
-    return ApprovalPreview(top, await top_k_confidence(session, run_id, step, k))
+    the ranking is of them; changes no decision. k None: the run's k."""
+    run_step, top = await _checked(session, run_id, step, k)
+    k = await _k_of(session, run_step.run_id, k)
+    return ApprovalPreview(k, top, await top_k_confidence(session, run_id, step, k))
+
+
+async def _k_of(session: AsyncSession, run_id: int, k: int | None) -> int:
+    if k is not None:
+        return k
+    run = await session.get_one(PipelineRun, run_id)
+    return run.top_k
 
 
 async def _checked(
-    session: AsyncSession, run_id: int, step: int, k: int
+    session: AsyncSession, run_id: int, step: int, k: int | None
 ) -> tuple[PipelineRunStep, list[RankedCandidate]]:
     run = await get_running_run(session, run_id)
+    k = run.top_k if k is None else k
     found = await plan_and_counts(session, run.id)
     assert found is not None
     plan = found[0]
@@ -103,11 +120,13 @@ async def _checked(
 
 
 async def approve_step(
-    session: AsyncSession, run_id: int, step: int, k: int, by: str
+    session: AsyncSession, run_id: int, step: int, k: int | None, by: str
 ) -> ApprovalResult:
-    """One-way: the top-k active candidates of `step` advance, every other one does not."""
+    """One-way: the top-k active candidates of `step` advance, every other one does not.
+    k None: the run's k."""
     run_step, top = await _checked(session, run_id, step, k)
     run_id = run_step.run_id
+    k = await _k_of(session, run_id, k)
 
     c = ImageCandidate
     await session.execute(

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from db.models import ImageCandidate, PipelineRunStep
-from orchestration.approvals import approve_step, awaiting_approval
+from orchestration.approvals import approval_preview, approve_step, awaiting_approval
 from orchestration.errors import Conflict, InvalidInput, NotFound
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.ratings import reject_candidate
@@ -167,3 +167,15 @@ async def test_gates_off_never_awaits(session, tmp_path):
     p = await add_candidate(session, run, 1)
     await add_candidate(session, run, 2, p)
     assert await awaiting_approval(session, run) == []
+
+
+async def test_without_k_the_runs_own_k_advances(session, tmp_path):
+    await make_pipeline(session, tmp_path)
+    run = await make_run(session, settings=RunSettings(top_k=2))
+    p = await add_candidate(session, run, 1)
+    ids = [await add_candidate(session, run, 2, p, elo=1000.0 - i) for i in range(4)]
+    preview = await approval_preview(session, run, 2)
+    assert preview.k == 2 and [c.id for c in preview.top] == ids[:2]
+    result = await approve_step(session, run, 2, None, "curator")
+    assert result.k == 2 and {c.id for c in result.advancing} == set(ids[:2])
+    assert (await session.get_one(PipelineRunStep, (run, 2))).top_k == 2
