@@ -16,6 +16,7 @@ from bot.render import SheetItem, render_contact_sheet
 from cogs.common import resolve_run, running_run_choices
 from cogs.notifications import post_due_notices
 from cogs.runs import ConfirmView
+from cogs.voting import post_pairs
 from orchestration.approvals import ApprovalPreview, approval_preview, approve_step
 
 
@@ -88,7 +89,8 @@ class Approvals(commands.Cog):
             content=f"Step {step} approved: {ids} advance, {result.not_advancing} do not.",
             view=None,
         )
-        await post_due_notices(self.bot, run_id)  # re-arms "no work left" now that work is back
+        await post_due_notices(self.bot, run_id)
+        await post_pairs(self.bot, run_id)  # pairs of the approved step now say they are done
 
     @approve.autocomplete("run")
     async def _runs(
