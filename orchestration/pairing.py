@@ -5,9 +5,12 @@ candidates of a step should grow. So the policy first shows every candidate once
 the pair across the current top-k boundary whose order is least certain: the smallest rating
 difference relative to the standard deviation of that difference, from the fit's covariance (two
 candidates compared often with each other are known relative to each other much better than
-their two spreads suggest). When the boundary is confident — the estimated top k are the true
-top k with probability `SETTLED_AT`, which holds only when every boundary pair is sure of its
-order at once — it says so instead of asking for more taps.
+their two spreads suggest). Once even that pair is fairly sure of its order, a direct vote
+mostly confirms it; the pair whose vote would shrink the uncertainty of that difference the most
+(often each of the two against a common opponent) comes instead. When the boundary is
+confident — the estimated top k are the true top k with probability `SETTLED_AT`, which holds
+only when every boundary pair is sure of its order at once — it says so instead of asking for
+more taps.
 
 Which step: the steps awaiting approval first (lowest first; with gates on, "/approve" is what
 they wait for), then the other steps not yet approved (lowest first; the final step is never
