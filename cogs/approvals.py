@@ -18,6 +18,7 @@ from cogs.notifications import post_due_notices
 from cogs.runs import ConfirmView
 from cogs.voting import post_pairs
 from orchestration.approvals import ApprovalPreview, approval_preview, approve_step
+from orchestration.text import plural
 
 
 def preview_text(run_id: int, step: int, preview: ApprovalPreview) -> str:
@@ -60,7 +61,7 @@ class Approvals(commands.Cog):
             SheetItem(
                 self.bot.settings.data_dir / c.image_path,
                 rank,
-                f"#{c.id} · Elo {c.elo:.0f} · {c.votes} votes",
+                f"#{c.id} · Elo {c.elo:.0f} · {plural(c.votes, 'vote')}",
                 "advancing",
             )
             for rank, c in enumerate(top, start=1)

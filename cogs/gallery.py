@@ -34,6 +34,7 @@ from orchestration.overview import (
     candidate_detail,
     gallery_page,
 )
+from orchestration.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def sheet_items(bot: CuratorBot, page: GalleryPage) -> list[SheetItem]:
         SheetItem(
             bot.settings.data_dir / item.image_path,
             item.rank,
-            f"#{item.id} · Elo {item.elo:.0f} · {item.votes} votes",
+            f"#{item.id} · Elo {item.elo:.0f} · {plural(item.votes, 'vote')}",
             badge(item),
         )
         for item in page.items
@@ -157,7 +158,7 @@ class CandidateSelect(
 def detail_text(detail: CandidateDetail) -> str:
     head = (
         f"#{detail.id} · step {detail.step} · rank {detail.rank} · Elo {detail.elo:.0f} · "
-        f"{detail.votes} votes · {MARKERS[badge(detail)]}"
+        f"{plural(detail.votes, 'vote')} · {MARKERS[badge(detail)]}"
     )
     line = " → ".join(
         f"step {g.step} #{g.id} (seed {g.seed}, Elo {g.elo:.0f})" for g in detail.chain

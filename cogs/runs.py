@@ -17,6 +17,7 @@ from orchestration.errors import InvalidInput
 from orchestration.overview import RunOverview, run_overviews, set_run_channel
 from orchestration.pipelines import list_pipelines
 from orchestration.runs import RunCreated, complete_run, create_run, resume_run
+from orchestration.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def runs_embed(runs: list[RunOverview], page: int) -> discord.Embed:
         embed.add_field(
             name=f"#{run.id} {run.name} ({run.pipeline})"[:256],
             value=(
-                f"{state} · {run.completion:.0%} done · {run.votes} votes{channel}\n"
+                f"{state} · {run.completion:.0%} done · {plural(run.votes, 'vote')}{channel}\n"
                 f"{step_badges(run)}"
             )[:1024],
             inline=False,

@@ -34,6 +34,7 @@ from orchestration.pair_posts import (
     plan_pairs,
 )
 from orchestration.scheduler import SchedulerEvent
+from orchestration.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def vote_view(run_id: int, a: int, b: int) -> discord.ui.View:
 
 
 def side_label(letter: str, side: PairSide) -> str:
-    return f"{letter} #{side.id} · Elo {side.elo:.0f} · {side.votes} votes"
+    return f"{letter} #{side.id} · Elo {side.elo:.0f} · {plural(side.votes, 'vote')}"
 
 
 async def pair_message(bot: CuratorBot, post: PairToPost) -> dict[str, Any]:

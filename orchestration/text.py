@@ -11,3 +11,8 @@ def slugify(text: str, *, fallback: str = "item", max_length: int = 40) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     return slug[:max_length].rstrip("-") or fallback
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 vote', '2 votes', '0 votes'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
