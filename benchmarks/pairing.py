@@ -6,19 +6,22 @@ is random, and --position-bias is the extra chance of tapping the pair's first i
 tap is a different person by default (a crowd with one taste); --voters V makes V people take
 turns, and then nobody is shown a pair twice.
 
-Per seed, in one real SQLite file (two runs of the cpu-demo pipeline, a step of n candidates
-awaiting approval in each):
-- active: the bot's own loop, `next_pair` → simulated tap → `record_vote`, until the policy says
-  the top k is settled (or --max-votes);
-- random: uniformly random pairs, judged by the same voter, written to the same votes table.
-Both are scored with the code /approve uses — `refit_step` (the Bradley–Terry fit of the step's
-votes) then `ranked_candidates` — at checkpoints (every 2 votes up to 100, then ever sparser).
-V90 is the fewest votes from which on the top-k set is exactly right in at least 90 % of seeds.
-For the Elo-or-Bradley–Terry decision, online Elo (K = 32) is replayed over the same votes.
-Finally one pair decision is timed at n = 30.
+Per seed:
+- active: in a real SQLite file (a run of the cpu-demo pipeline whose step 2 holds n candidates
+  and awaits approval), the bot's own loop — `next_pair` → simulated tap → `record_vote` — until
+  the policy says the top k is settled, or --active-cap votes (default 20·n: a curator approves
+  at some point); its answer then stands. Scored with the code /approve uses: `refit_step`
+  (the Bradley–Terry fit of the step's votes), then `ranked_candidates`.
+- random: uniformly random pairs judged by the same voter, scored with the same fit
+  (`fit_ratings`) and ranking rule (`ranking_key`) in memory, up to --max-votes.
+Both are scored at checkpoints (every 2 votes up to 100, then ever sparser). V90 is the fewest
+votes from which on the top-k set is exactly right in at least 90 % of seeds. For the
+Elo-or-Bradley–Terry decision, online Elo (K = 32) is replayed over the same votes. Finally one
+pair decision is timed at n = 30.
 
 Usage: python benchmarks/pairing.py [--n 20] [--k 3] [--p-adj 0.65] [--lapse 0]
        [--position-bias 0] [--seeds 200] [--max-votes 3000] [--voters 0] [--workers 2]
+       [--active-cap 20·n]
 Last line: active_v90=<n> random_v90=<n> ratio=<active/random>
 """
 
@@ -30,24 +33,31 @@ import math
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from common import fresh_database
-from sqlalchemy import insert
 
-from db.base import utcnow
 from db.engine import SessionFactory, create_engine, create_session_factory
-from db.models import ImageCandidate, Vote
+from db.models import ImageCandidate
 from orchestration.approvals import awaiting_approval, ranked_candidates
 from orchestration.jobs import recount_child_slots
 from orchestration.pairing import next_pair
 from orchestration.pipelines import import_pipeline
-from orchestration.ratings import expected_score, ratings_settled, record_vote, refit_step
+from orchestration.ratings import (
+    expected_score,
+    fit_ratings,
+    ranking_key,
+    ratings_settled,
+    record_vote,
+    refit_step,
+)
 from orchestration.runs import RunSettings, create_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +74,7 @@ class Options:
     position_bias: float
     max_votes: int
     voters: int
+    active_cap: int = 0  # the active loop stops here at the latest (0: --max-votes)
 
 
 @dataclass(frozen=True)
@@ -124,13 +135,27 @@ async def top_k_right(factory: SessionFactory, run: int, k: int, best: set[int])
         return {c.id for c in await ranked_candidates(s, run, STEP, limit=k)} == best
 
 
-def elo_right(votes: list[tuple[int, int]], ids: list[int], k: int, best: set[int]) -> bool:
+def elo_right(
+    votes: list[tuple[int, int]], points: list[int], ids: list[int], k: int, best: set[int]
+) -> list[bool]:
+    """Online Elo (K = 32) replayed over the votes: is its top k right at each checkpoint?"""
     ratings = dict.fromkeys(ids, 1000.0)
-    for w, lo in votes:
-        delta = ELO_K * (1.0 - expected_score(ratings[w], ratings[lo]))
-        ratings[w] += delta
-        ratings[lo] -= delta
-    return set(sorted(ids, key=lambda c: (-ratings[c], c))[:k]) == best
+    right, done = [], 0
+    for point in points:
+        for w, lo in votes[done:point]:
+            delta = ELO_K * (1.0 - expected_score(ratings[w], ratings[lo]))
+            ratings[w] += delta
+            ratings[lo] -= delta
+        done = max(done, min(point, len(votes)))
+        right.append(set(sorted(ids, key=lambda c: (-ratings[c], c))[:k]) == best)
+    return right
+
+
+def fitted_right(results: Counter[tuple[int, int]], ids: list[int], k: int, best: set[int]) -> bool:
+    """The product's fit (`fit_ratings`) and ranking rule (`ranking_key`) of these results."""
+    fit = fit_ratings((w, lo, times) for (w, lo), times in results.items())
+    ranked = sorted(ids, key=lambda c: ranking_key(fit.elo(c), fit.votes(c), c))
+    return set(ranked[:k]) == best
 
 
 async def run_seed(template: Path, seed: int, opts: Options) -> SeedResult:
@@ -154,8 +179,9 @@ async def run_seed(template: Path, seed: int, opts: Options) -> SeedResult:
         taken: list[tuple[int, int]] = []
         active: list[bool] = []
         stopped_at = None
+        cap = opts.active_cap or opts.max_votes
         for point in points:
-            if stopped_at is not None:
+            if stopped_at is not None or point > cap:
                 active.append(active[-1])  # nothing changes once the policy stops
                 continue
             while len(taken) < point:
@@ -173,38 +199,25 @@ async def run_seed(template: Path, seed: int, opts: Options) -> SeedResult:
                 taken.append((w, lo))
             active.append(await top_k_right(factory, run, opts.k, best))
         right_when_stopped = active[-1] if stopped_at is not None else None
-        elo_active = [elo_right(taken[:p], ids, opts.k, best) for p in points]
+        elo_active = elo_right(taken, points, ids, opts.k, best)
 
-        # Random: the same voter and rating code, uniformly random pairs.
-        run_r, ids_r = await make_step(factory, "random", opts)
-        order_r = rng.sample(ids_r, len(ids_r))
+        # Random: the same voter and rating code (in memory: the votes of a step are all the
+        # fit needs), uniformly random pairs.
+        order_r = rng.sample(ids, len(ids))
         voter_r = Voter({c: -step * r for r, c in enumerate(order_r)}, opts, rng)
         best_r = set(order_r[: opts.k])
         votes_r: list[tuple[int, int]] = []
+        results: Counter[tuple[int, int]] = Counter()
         rand: list[bool] = []
         for point in points:
-            rows = []
             while len(votes_r) < point:
-                a, b = rng.sample(ids_r, 2)
+                a, b = rng.sample(ids, 2)
                 w = voter_r.winner(a, b)
                 lo = b if w == a else a
                 votes_r.append((w, lo))
-                rows.append(
-                    {
-                        "run_id": run_r,
-                        "step": STEP,
-                        "low_id": min(a, b),
-                        "high_id": max(a, b),
-                        "winner_id": w,
-                        "voter": f"random-{len(votes_r)}",
-                        "created_at": utcnow(),
-                    }
-                )
-            async with factory() as s:
-                await s.execute(insert(Vote), rows)
-                await s.commit()
-            rand.append(await top_k_right(factory, run_r, opts.k, best_r))
-        elo_random = [elo_right(votes_r[:p], ids_r, opts.k, best_r) for p in points]
+                results[(w, lo)] += 1
+            rand.append(fitted_right(results, ids, opts.k, best_r))
+        elo_random = elo_right(votes_r, points, ids, opts.k, best_r)
         await ratings_settled()
         return SeedResult(active, rand, elo_active, elo_random, stopped_at, right_when_stopped)
     finally:
@@ -274,15 +287,33 @@ def main() -> None:
     parser.add_argument("--max-votes", type=int, default=3000)
     parser.add_argument("--voters", type=int, default=0, help="0: every tap a new person")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--active-cap",
+        type=int,
+        default=0,
+        help="active votes at most; the answer then stands (default 20·n, as a curator "
+        "approves at some point)",
+    )
     args = parser.parse_args()
     opts = Options(
-        args.n, args.k, args.p_adj, args.lapse, args.position_bias, args.max_votes, args.voters
+        args.n,
+        args.k,
+        args.p_adj,
+        args.lapse,
+        args.position_bias,
+        args.max_votes,
+        args.voters,
+        args.active_cap or 20 * args.n,
     )
     template, _ = fresh_database("pairing")
     t0 = time.perf_counter()
     jobs = [(template, seed, opts) for seed in range(args.seeds)]
+    results = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = list(pool.map(seed_job, jobs))
+        for done, result in enumerate(pool.map(seed_job, jobs), start=1):
+            results.append(result)
+            print(f"\r{done}/{args.seeds} seeds", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
     elapsed = time.perf_counter() - t0
     points = checkpoints(args.max_votes)
     active = v90([r.active for r in results], points)
