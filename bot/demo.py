@@ -19,6 +19,7 @@ import logging
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,10 +50,11 @@ from orchestration.approvals import (
 )
 from orchestration.errors import DuplicateVote
 from orchestration.pipelines import import_pipeline
-from orchestration.ratings import record_vote
+from orchestration.ratings import ratings_settled, record_vote
 from orchestration.runs import RunSettings, complete_run, create_run, get_run
 from orchestration.scheduler import JobProgress, Scheduler, SchedulerEvent
 from orchestration.selection import decide_for_run, plan_and_counts, runs_in_rotation
+from orchestration.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +202,16 @@ class Voter:
         self.rng = rng
         self._quality: dict[int, float] = {}
         self._used: set[tuple[str, int, int]] = set()
+        # Votes this voter made per candidate: the stored counts follow a moment later.
+        self._votes: Counter[int] = Counter()
 
     def next_pair(
         self, ranked: Sequence[RankedCandidate], target: int
     ) -> tuple[RankedCandidate, RankedCandidate, str] | None:
         """The least-voted candidate below `target` votes, against the least-voted partner
         some voter has not judged it with yet (one vote per person per pair)."""
-        by_votes = sorted(ranked, key=lambda c: (c.votes, c.id))
-        for first in (c for c in by_votes if c.votes < target):
+        by_votes = sorted(ranked, key=lambda c: (self._votes[c.id], c.id))
+        for first in (c for c in by_votes if self._votes[c.id] < target):
             for second in (c for c in by_votes if c.id != first.id):
                 low, high = sorted((first.id, second.id))
                 for voter in VOTERS:
@@ -218,6 +222,9 @@ class Voter:
     def mark(self, voter: str, a: int, b: int) -> None:
         low, high = sorted((a, b))
         self._used.add((voter, low, high))
+
+    def counted(self, a: int, b: int) -> None:
+        self._votes.update((a, b))
 
     async def quality(self, candidate: RankedCandidate) -> float:
         if candidate.id not in self._quality:
@@ -375,6 +382,7 @@ class Demo:
         """Vote on the final step, keep the best, complete the run as a curator would."""
         run.status = f"voting on step {run.steps}"
         await self._vote(run, run.steps)
+        await ratings_settled()  # the stored ratings take in the last votes
         async with self.sessions() as session:
             best = await ranked_candidates(session, run.run_id, run.steps, limit=1)
         run.best = best[0] if best else None
@@ -401,6 +409,7 @@ class Demo:
                     await record_vote(session, run.run_id, winner.id, loser.id, voter)
             except DuplicateVote:
                 continue
+            self.voter.counted(winner.id, loser.id)
             made += 1
             run.votes += 1
         if made:
@@ -421,12 +430,13 @@ class Demo:
     # -- the end
 
     async def write_sheets(self, final_step_name: str) -> None:
+        await ratings_settled()
         for run in self.runs:
             async with self.sessions() as session:
                 ranked = await ranked_candidates(session, run.run_id, run.steps, limit=SHEET_LIMIT)
             items = [
                 SheetItem(self.options.folder / c.image_path, rank,
-                          f"#{c.id} · Elo {c.elo:.0f} · {c.votes} votes", FINAL_BADGE)
+                          f"#{c.id} · Elo {c.elo:.0f} · {plural(c.votes, 'vote')}", FINAL_BADGE)
                 for rank, c in enumerate(ranked, start=1)
             ]
             title = f"{run.name}: step {run.steps} ({final_step_name}), best first"

@@ -54,7 +54,7 @@ PRIOR_ELO_SD = ELO_PER_UNIT / math.sqrt(PRIOR_GAMES * 0.25)
 _FIT_TOLERANCE = 1e-6  # successive iterates' L1 distance: ratings good to ~0.001 Elo
 _FIT_MAX_ITER = 100_000
 # How long a step's refit waits after a vote, gathering the votes that follow into one fit.
-REFIT_DELAY = 0.25
+REFIT_DELAY = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +209,6 @@ _PAIR = (
     .with_for_update(of=ImageCandidate)
 )
 _INSERT_VOTE = insert(Vote)
-_COUNT_VOTE = (
-    update(ImageCandidate)
-    .where(ImageCandidate.id.in_(bindparam("ids", expanding=True)))
-    .values(votes=ImageCandidate.votes + 1)
-)
 # A refit locks its step's row first, so on PostgreSQL refits of one step take turns as they do
 # under SQLite's single writer: the one that commits last has read every vote committed before.
 _LOCK_STEP = (
@@ -256,6 +251,18 @@ async def refit_step(session: AsyncSession, run_id: int, step: int) -> StepRatin
     return ratings
 
 
+async def _refit_aside(engine: AsyncEngine, run_id: int, step: int) -> None:
+    """`refit_step` for the background: read the votes, fit with no transaction open, then
+    write in a short one, so votes never wait behind the read and the fit holding the write
+    lock. Safe because one task per step runs at a time and reruns after any vote it missed."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_RESULTS, {"run_id": run_id, "step": step})).tuples().all()
+    ratings = fit_ratings(rows)
+    if ratings.ids:
+        async with engine.begin() as conn:
+            await conn.execute(_RATE, rating_rows(ratings))
+
+
 class _Refits:
     """Background refits: one task per step, which takes every vote committed before it reads.
 
@@ -286,8 +293,7 @@ class _Refits:
                 await asyncio.sleep(REFIT_DELAY)
                 self._again.discard(key)
                 try:
-                    async with AsyncSession(engine, expire_on_commit=False) as session:
-                        await refit_step(session, run_id, step)
+                    await _refit_aside(engine, run_id, step)
                 except Exception:
                     log.exception("refitting the ratings of run %s step %s failed", run_id, step)
                 again = key in self._again
@@ -356,10 +362,10 @@ async def record_vote(
     """One person's choice of `winner_id` over `loser_id`.
 
     The schema's unique (voter, pair) constraint is what refuses a second vote on a pair, so
-    two taps racing each other are refused too. The vote and both vote counts commit at once;
-    the step's ratings are refitted from all its votes in the background a moment later
+    two taps racing each other are refused too. Only the vote is written; the step's ratings
+    and vote counts are refitted from all its votes in the background a moment later
     (`REFIT_DELAY`), one fit per burst of votes, so a tap costs what an insert costs.
-    `ratings_settled()` waits for that refit.
+    `ratings_settled()` waits for that refit; decisions (pairs, /approve) fit afresh.
     """
     conn = await session.connection()
     try:
@@ -384,7 +390,6 @@ async def record_vote(
             ) from err
         key = inserted.inserted_primary_key
         assert key is not None, "an INSERT of one row reports its key"
-        await conn.execute(_COUNT_VOTE, {"ids": [low, high]})
     except Exception:
         await session.rollback()
         raise
