@@ -237,25 +237,34 @@ class JobContext:
 
 
 async def job_context(session: AsyncSession, job_id: int) -> JobContext:
-    job = await get_job(session, job_id)
-    run = await session.get_one(PipelineRun, job.run_id)
-    run_step = await session.get_one(PipelineRunStep, (job.run_id, job.step))
-    step = await session.get_one(PipelineStep, run_step.step_id)
-    parent_path = None
-    if job.parent_id is not None:
-        parent_path = (await session.get_one(ImageCandidate, job.parent_id)).image_path
-    return JobContext(job.id, job.run_id, job.step, job.status, run.folder, step.slug,
-                      job.parent_id, parent_path, job.prompt_id, job.worker)
+    """One query: this sits between two prompts on the GPU, where every round trip shows."""
+    row = (await session.execute(
+        select(Job.id, Job.run_id, Job.step, Job.status, PipelineRun.folder, PipelineStep.slug,
+               Job.parent_id, ImageCandidate.image_path, Job.prompt_id, Job.worker)
+        .join(PipelineRun, PipelineRun.id == Job.run_id)
+        .join(PipelineRunStep, (PipelineRunStep.run_id == Job.run_id)
+              & (PipelineRunStep.step == Job.step))
+        .join(PipelineStep, PipelineStep.id == PipelineRunStep.step_id)
+        .outerjoin(ImageCandidate, ImageCandidate.id == Job.parent_id)
+        .where(Job.id == job_id)
+    )).one_or_none()
+    if row is None:
+        raise NotFound(f"There is no job #{job_id}.")
+    return JobContext(*row)
 
 
-async def mark_submitted(session: AsyncSession, job_id: int, prompt_id: str, worker: str) -> None:
-    """Record the prompt id before the prompt is posted: a crash then leaves an id to look up."""
-    job = await get_job(session, job_id)
+def record_submission(job: Job, prompt_id: str, worker: str) -> None:
+    """The prompt id is stored before the prompt is posted: a crash then leaves an id to look
+    up. The caller commits, before posting."""
     job.prompt_id = prompt_id
     job.worker = worker
     job.status = JobStatus.submitted
     job.attempts += 1
     job.submitted_at = utcnow()
+
+
+async def mark_submitted(session: AsyncSession, job_id: int, prompt_id: str, worker: str) -> None:
+    record_submission(await get_job(session, job_id), prompt_id, worker)
     await session.commit()
 
 

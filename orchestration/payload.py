@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from comfy.workflow import MissingVariableError, render_workflow
 from db.models import Job, PipelineRun, PipelineRunStep, PipelineStep
-from orchestration.errors import MissingVariables
-from orchestration.jobs import get_job
+from orchestration.errors import MissingVariables, NotFound
+from orchestration.jobs import record_submission
 
 
 def output_prefix(run: PipelineRun, step: PipelineStep, job: Job) -> str:
@@ -28,6 +29,36 @@ def job_values(
     return values
 
 
+async def _job_run_step(
+    session: AsyncSession, job_id: int
+) -> tuple[Job, PipelineRun, PipelineStep]:
+    row = (await session.execute(
+        select(Job, PipelineRun, PipelineStep)
+        .join(PipelineRun, PipelineRun.id == Job.run_id)
+        .join(PipelineRunStep, (PipelineRunStep.run_id == Job.run_id)
+              & (PipelineRunStep.step == Job.step))
+        .join(PipelineStep, PipelineStep.id == PipelineRunStep.step_id)
+        .where(Job.id == job_id)
+    )).one_or_none()
+    if row is None:
+        raise NotFound(f"There is no job #{job_id}.")
+    return row._tuple()
+
+
+async def _render_and_store(
+    session: AsyncSession, job_id: int, parent_image: str | None
+) -> tuple[Job, dict[str, Any]]:
+    job, run, step = await _job_run_step(session, job_id)
+    try:
+        payload = render_workflow(step.workflow, job_values(run, step, job, parent_image))
+    except MissingVariableError as err:
+        raise MissingVariables(
+            f"Job #{job.id} (run #{run.id}, step {job.step} “{step.name}”): {err}."
+        ) from err
+    job.payload = payload
+    return job, payload
+
+
 async def build_job_payload(
     session: AsyncSession, job_id: int, *, parent_image: str | None = None
 ) -> dict[str, Any]:
@@ -36,16 +67,18 @@ async def build_job_payload(
     `parent_image` is the name ComfyUI gave the parent's file when it was uploaded to the
     worker that will run the job (`POST /upload/image`).
     """
-    job = await get_job(session, job_id)
-    run = await session.get_one(PipelineRun, job.run_id)
-    run_step = await session.get_one(PipelineRunStep, (job.run_id, job.step))
-    step = await session.get_one(PipelineStep, run_step.step_id)
-    try:
-        payload = render_workflow(step.workflow, job_values(run, step, job, parent_image))
-    except MissingVariableError as err:
-        raise MissingVariables(
-            f"Job #{job.id} (run #{run.id}, step {job.step} “{step.name}”): {err}."
-        ) from err
-    job.payload = payload
+    _, payload = await _render_and_store(session, job_id, parent_image)
+    await session.commit()
+    return payload
+
+
+async def submit_job_payload(
+    session: AsyncSession, job_id: int, *, prompt_id: str, worker: str,
+    parent_image: str | None = None,
+) -> dict[str, Any]:
+    """`build_job_payload` and `mark_submitted` in one write, for the scheduler's path between
+    two prompts. Nothing is stored when the workflow cannot be rendered."""
+    job, payload = await _render_and_store(session, job_id, parent_image)
+    record_submission(job, prompt_id, worker)
     await session.commit()
     return payload

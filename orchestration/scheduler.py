@@ -43,11 +43,10 @@ from orchestration.jobs import (
     failure_streak,
     job_context,
     mark_running,
-    mark_submitted,
     recount_child_slots,
     unfinished_jobs,
 )
-from orchestration.payload import build_job_payload
+from orchestration.payload import submit_job_payload
 from orchestration.runs import hold_run
 from orchestration.storage import image_relpath, write_atomically
 
@@ -250,10 +249,12 @@ class Scheduler:
         jlog = _job_log(claimed.run_id, claimed.job_id)
         async with self.sessions() as session:
             ctx = await job_context(session, claimed.job_id)
+        prompt_id = uuid.uuid4().hex
         try:
             parent_image = await self._upload_parent(client, ctx)
             async with self.sessions() as session:
-                payload = await build_job_payload(session, ctx.job_id, parent_image=parent_image)
+                payload = await submit_job_payload(session, ctx.job_id, prompt_id=prompt_id,
+                                                   worker=client.url, parent_image=parent_image)
         except DomainError as err:
             await self._fail(ctx, str(err), client.url)
             return
@@ -266,9 +267,6 @@ class Scheduler:
                 await end_job(session, ctx.job_id, "ComfyUI was not reachable",
                               JobStatus.cancelled)
             raise
-        prompt_id = uuid.uuid4().hex
-        async with self.sessions() as session:
-            await mark_submitted(session, ctx.job_id, prompt_id, client.url)
         try:
             await client.submit(payload, prompt_id=prompt_id)
         except ComfyRejected as err:

@@ -8,10 +8,10 @@ import random
 import pytest
 from sqlalchemy import func, select
 
-from db.models import Job, PipelineRun
+from db.models import Job, JobStatus, PipelineRun
 from orchestration.errors import MissingVariables
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
-from orchestration.payload import build_job_payload
+from orchestration.payload import build_job_payload, submit_job_payload
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
 
@@ -78,6 +78,33 @@ async def test_parent_image_is_the_uploaded_name(session, tmp_path):
     assert payload["2"]["inputs"]["filename_prefix"].split("/")[1] == "02-refine-pass"
     with pytest.raises(MissingVariables, match=r"\{\{parent_image\}\}"):
         await build_job_payload(session, child.job_id)
+
+
+async def test_submission_stores_payload_and_prompt_id_together(session, tmp_path):
+    await import_pipeline(session, typed_pipeline(tmp_path / "typed"))
+    await create_run(session, "typed", "r", {"prompt": "p", "style": "s", "steps": 1},
+                     RunSettings(max_children=1))
+    rng = random.Random(3)
+    base = await claim_next_job(session, rng)
+    assert isinstance(base, ClaimedJob)
+    await complete_job(session, base.job_id, [StoredImage("a.png", 0)])
+    child = await claim_next_job(session, rng)
+    assert isinstance(child, ClaimedJob)
+
+    with pytest.raises(MissingVariables, match=r"\{\{parent_image\}\}"):
+        await submit_job_payload(session, child.job_id, prompt_id="p-1", worker="http://w")
+    await session.rollback()
+    job = await session.get_one(Job, child.job_id)
+    await session.refresh(job)
+    assert (job.status, job.prompt_id, job.payload, job.attempts) == (
+        JobStatus.pending, None, None, 0)
+
+    payload = await submit_job_payload(session, child.job_id, prompt_id="p-2",
+                                       worker="http://w", parent_image="curator/p1.png")
+    await session.refresh(job)
+    assert (job.status, job.prompt_id, job.worker, job.attempts) == (
+        JobStatus.submitted, "p-2", "http://w", 1)
+    assert job.payload == payload and payload["1"]["inputs"]["image"] == "curator/p1.png"
 
 
 async def test_missing_variable_refused_before_any_job(session, tmp_path):
