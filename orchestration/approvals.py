@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
@@ -168,12 +168,8 @@ async def _settled_up_to(
 ) -> bool:
     """True when nothing upstream can still add a candidate at `step` or before."""
     upstream = exists().where(*eligible_parent_filter(plan.gates), ImageCandidate.step < step)
-    if await session.scalar(select(upstream), eligible_params(plan)):
-        return False
-    if await session.scalar(
-        select(
-            exists().where(and_(Job.run_id == plan.id, Job.step <= step, Job.status.in_(IN_FLIGHT)))
-        )
-    ):
+    flying = exists().where(and_(Job.run_id == plan.id, Job.step <= step,
+                                 Job.status.in_(IN_FLIGHT)))
+    if await session.scalar(select(or_(upstream, flying)), eligible_params(plan)):
         return False
     return counts.base_total >= plan.base_quota or counts.made + counts.in_flight >= plan.budget

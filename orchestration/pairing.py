@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import PipelineRunStep, Vote
+from db.models import CandidateStatus, ImageCandidate, PipelineRunStep, Vote
 from orchestration.approvals import awaiting_approval
 from orchestration.confidence import step_posterior, top_k_probability
 from orchestration.runs import get_running_run
@@ -91,8 +91,7 @@ async def next_pair(
     """
     run = await get_running_run(session, run_id)
     k = run.top_k
-    awaiting = await awaiting_approval(session, run_id)
-    steps = await _steps_in_order(session, run_id, awaiting)
+    steps, awaiting = await _steps_in_order(session, run_id)
     skip = {(min(a, b), max(a, b)) for a, b in exclude}
     note: NextPair | None = None
     for step in steps:
@@ -105,6 +104,8 @@ async def next_pair(
                 a, b = b, a
             return NextPair(run_id, step, k, decision.phase, (a, b), decision.reason)
         if decision.phase is Phase.settled:
+            if awaiting is None:
+                awaiting = await awaiting_approval(session, run_id)
             settled = NextPair(run_id, step, k, Phase.settled, None, _settled(step, k, awaiting))
             if step in awaiting:
                 return settled  # the next move is /approve, not more taps
@@ -129,17 +130,37 @@ def _settled(step: int, k: int, awaiting: list[int]) -> str:
     return f"The top {k} of step {step} are settled for now."
 
 
-async def _steps_in_order(session: AsyncSession, run_id: int, awaiting: list[int]) -> list[int]:
+async def _steps_in_order(
+    session: AsyncSession, run_id: int
+) -> tuple[list[int], list[int] | None]:
+    """The steps that can take a pair, in the order above, and the steps awaiting approval —
+    None when only one step can take a pair: then the order needs no approval check (the
+    common case, and the slowest question here), and it is asked only if that step is settled.
+    """
+    active = func.count(ImageCandidate.id)
     rows = (
         await session.execute(
             select(PipelineRunStep.step, PipelineRunStep.approved, PipelineRunStep.top_k)
+            .outerjoin(ImageCandidate, and_(
+                ImageCandidate.run_id == PipelineRunStep.run_id,
+                ImageCandidate.step == PipelineRunStep.step,
+                ImageCandidate.status == CandidateStatus.active,
+            ))
             .where(PipelineRunStep.run_id == run_id)
+            .group_by(PipelineRunStep.step, PipelineRunStep.approved, PipelineRunStep.top_k)
+            .having(active >= 2)
             .order_by(PipelineRunStep.step)
         )
     ).all()
-    open_steps = [step for step, approved, _ in rows if not approved and step not in awaiting]
+    # An approved step with a filter has made its decision; step 1 (approved without one) only
+    # steers the raffle.
+    open_steps = [step for step, approved, _ in rows if not approved]
     unfiltered = [step for step, approved, top_k in rows if approved and top_k is None]
-    return [*awaiting, *open_steps, *unfiltered]
+    if len(open_steps) + len(unfiltered) <= 1:
+        return [*open_steps, *unfiltered], None
+    awaiting = await awaiting_approval(session, run_id)
+    open_steps = [step for step in open_steps if step not in awaiting]
+    return [*(s for s in awaiting if s not in unfiltered), *open_steps, *unfiltered], awaiting
 
 
 async def _decide(

@@ -158,6 +158,36 @@ async def test_a_rejected_candidate_is_never_paired_and_leaves_the_top(session, 
     assert dropped not in after.top_ids and len(after.top_ids) == 2
 
 
+async def test_the_step_awaiting_approval_comes_before_step_1(session, tmp_path):
+    await make_pipeline(session, tmp_path, steps=3)
+    run = await make_run(session, settings=RunSettings(max_children=3, budget=8, top_k=1))
+    parents = [await add_candidate(session, run, 1) for _ in range(2)]
+    ids = [await add_candidate(session, run, 2, p) for p in parents for _ in range(3)]
+    assert await awaiting_approval(session, run) == [2]
+    decision = await next_pair(session, run, "alice")
+    assert decision.step == 2 and decision.pair is not None
+    won = [(ids[0], other) for other in ids[1:] for _ in range(10)]
+    await add_votes(session, run, 2, won + [(other, ids[0]) for other in ids[1:]])
+    await add_votes(session, run, 2, [(a, b) for a in ids[1:] for b in ids[1:] if a < b])
+    decision = await next_pair(session, run, "alice")
+    assert (decision.step, decision.phase, decision.pair) == (2, Phase.settled, None)
+    assert decision.message == "The top 1 of step 2 are settled — ready to /approve."
+
+
+async def test_a_settled_step_that_can_still_grow_is_settled_for_now(session, tmp_path):
+    await make_pipeline(session, tmp_path, steps=3)
+    run = await make_run(session, settings=RunSettings(max_children=6, budget=20, top_k=1))
+    parent = await add_candidate(session, run, 1)
+    ids = [await add_candidate(session, run, 2, parent) for _ in range(3)]
+    assert await awaiting_approval(session, run) == []
+    won = [(ids[0], other) for other in ids[1:] for _ in range(10)]
+    await add_votes(session, run, 2, won + [(other, ids[0]) for other in ids[1:]])
+    await add_votes(session, run, 2, [(ids[1], ids[2])])
+    decision = await next_pair(session, run, "alice")
+    assert (decision.step, decision.phase, decision.pair) == (2, Phase.settled, None)
+    assert decision.message == "The top 1 of step 2 are settled for now."
+
+
 async def test_an_approved_step_takes_no_more_pairs(session, tmp_path):
     run, _ = await step_awaiting(session, tmp_path, n=4, k=2)
     await approve_step(session, run, 2, 2, "alice")
