@@ -28,12 +28,28 @@ COGS = (
 UNEXPECTED = "Something went wrong on the bot's side; it is in the log. Nothing was changed."
 
 
+_PUBLIC_THINKING = "comfy-curator:public-thinking"
+
+
+async def defer_public(interaction: discord.Interaction[Any]) -> None:
+    """Defer a command whose answer everyone in the channel sees (a sheet, a new run). Discord
+    makes the first follow-up of such a deferral public whatever it asks for, so a refusal
+    must first remove the "thinking…" message (see `reply_ephemeral`)."""
+    await interaction.response.defer(thinking=True)
+    interaction.extras[_PUBLIC_THINKING] = True
+
+
 async def reply_ephemeral(interaction: discord.Interaction[Any], message: str) -> None:
-    """Answer or follow up, whichever the interaction still allows."""
-    if interaction.response.is_done():
-        await interaction.followup.send(message, ephemeral=True)
-    else:
+    """Answer or follow up, whichever the interaction still allows, seen by the person alone."""
+    if not interaction.response.is_done():
         await interaction.response.send_message(message, ephemeral=True)
+        return
+    if interaction.extras.pop(_PUBLIC_THINKING, False):
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException:
+            log.warning("could not remove the public 'thinking' message before a refusal")
+    await interaction.followup.send(message, ephemeral=True)
 
 
 class CuratorTree(app_commands.CommandTree["CuratorBot"]):

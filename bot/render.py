@@ -13,6 +13,7 @@ ASCII or replaced with "?" rather than drawn as empty boxes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -35,8 +36,10 @@ __all__ = [
     "Rendered",
     "SheetItem",
     "encode",
+    "make_thumbnail",
     "render_contact_sheet",
     "render_pair",
+    "thumbnail_path",
     "to_rgb",
 ]
 
@@ -98,7 +101,7 @@ _BADGE_STYLE: Final[dict[str, tuple[str, RGB]]] = {
 _MAX_WIDTH: Final = 1280  # Discord shows wider images scaled down anyway
 _PAD: Final = 16
 _SHEET_MIN_WIDTH: Final = 640  # keeps the title legible for 1-2 item sheets
-_SHEET_MAX_TILE: Final = 400  # bigger thumbnails only make the sheet taller
+_SHEET_MAX_TILE: Final = 400  # bigger tiles only make the sheet taller
 _ASPECT_RANGE: Final = (0.5, 1.5)  # pair image box height / width
 
 # --- encoding ---------------------------------------------------------------------
@@ -296,6 +299,72 @@ def _probe_aspect(path: Path) -> float | None:
             return im.height / im.width
     except Exception:
         return None  # _load_fitted logs it
+
+
+# --- thumbnails --------------------------------------------------------------------
+
+# A contact sheet tile is never bigger than this, so a thumbnail this size serves every sheet.
+THUMB_SIDE: Final = _SHEET_MAX_TILE
+_THUMB_QUALITY: Final = 90
+
+
+def thumbnail_path(path: Path) -> Path:
+    """`<folder>/.thumbs/<name>.jpg`: beside the image, so it moves and goes with it."""
+    return path.parent / ".thumbs" / f"{path.name}.jpg"
+
+
+def make_thumbnail(path: Path) -> Path | None:
+    """Write the sheet thumbnail of an image unless a current one exists; None if the image
+    cannot be read. Called when a candidate arrives, so that a contact sheet decodes small
+    JPEGs instead of full-size PNGs (a 1024² PNG costs ~20 ms to decode, its thumbnail ~1 ms).
+    """
+    thumb = thumbnail_path(path)
+    if _is_current(thumb, path):
+        return thumb
+    im = _load_fitted(path, (THUMB_SIDE, THUMB_SIDE))
+    if im is None:
+        return None
+    return thumb if _save_thumbnail(im, thumb) else None
+
+
+def _is_current(thumb: Path, source: Path) -> bool:
+    try:
+        return thumb.stat().st_mtime_ns >= source.stat().st_mtime_ns
+    except OSError:
+        return False
+
+
+def _save_thumbnail(im: Image.Image, thumb: Path) -> bool:
+    """Whole or absent (temp file, then rename); a data folder we cannot write to only costs
+    speed."""
+    tmp = thumb.with_name(f".part-{os.getpid()}-{threading.get_ident()}-{thumb.name}")
+    try:
+        thumb.parent.mkdir(exist_ok=True)
+        im.save(tmp, format="JPEG", quality=_THUMB_QUALITY)
+        os.replace(tmp, thumb)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        logger.warning("render: cannot write thumbnail %s: %s", thumb, exc)
+        return False
+    return True
+
+
+def _load_tile_image(path: Path, box: tuple[int, int]) -> Image.Image | None:
+    """A sheet tile's picture from its thumbnail; the first time, from the image itself, leaving
+    the thumbnail for the next sheet."""
+    thumb = thumbnail_path(path)
+    if box[0] <= THUMB_SIDE and box[1] <= THUMB_SIDE:
+        if _is_current(thumb, path):
+            im = _load_fitted(thumb, box)
+            if im is not None:
+                return im
+        im = _load_fitted(path, (THUMB_SIDE, THUMB_SIDE))
+        if im is None:
+            return None
+        _save_thumbnail(im, thumb)
+        return _scale_to_fit(im, box)
+    return _load_fitted(path, box)
 
 
 def _paste_centered(canvas: Image.Image, im: Image.Image, box: Box) -> None:
@@ -499,7 +568,7 @@ class _TileStyle:
 def _render_tile(item: SheetItem, style: _TileStyle) -> Image.Image:
     """One grid cell: thumbnail with rank pill, status line, caption."""
     tile = style.tile
-    im = _load_fitted(item.path, (tile, tile))
+    im = _load_tile_image(item.path, (tile, tile))
     cell = Image.new("RGB", (tile, tile + style.text_h), _BG)
     draw = ImageDraw.Draw(cell)
     thumb: Box = (0, 0, tile, tile)

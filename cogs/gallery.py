@@ -16,11 +16,12 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
-from bot.app import UNEXPECTED, CuratorBot
+from bot.app import UNEXPECTED, CuratorBot, defer_public
 from bot.render import (
     Badge,
     SheetItem,
     encode,  # the one "JPEG or PNG under a byte limit" rule, shared with the sheets
+    make_thumbnail,
     render_contact_sheet,
     to_rgb,
 )
@@ -34,6 +35,7 @@ from orchestration.overview import (
     candidate_detail,
     gallery_page,
 )
+from orchestration.scheduler import SchedulerEvent
 from orchestration.text import plural
 
 log = logging.getLogger(__name__)
@@ -206,7 +208,7 @@ class Gallery(commands.Cog):
         page: int = 1,
         run: int | None = None,
     ) -> None:
-        await interaction.response.defer(thinking=True)
+        await defer_public(interaction)
         run_id = await resolve_run(self.bot, interaction, run)
         async with self.bot.sessions() as session:
             found = await gallery_page(session, run_id, step, page)
@@ -228,6 +230,15 @@ class Gallery(commands.Cog):
             file=discord.File(io.BytesIO(sheet.data), filename=sheet.filename),
             view=gallery_view(found),
         )
+
+    @commands.Cog.listener()
+    async def on_scheduler_event(self, event: SchedulerEvent) -> None:
+        """Each new candidate gets its sheet thumbnail now, so /gallery stays quick."""
+        if event.kind == "job_succeeded" and event.image_paths:
+            data_dir = self.bot.settings.data_dir
+            await asyncio.to_thread(
+                lambda: [make_thumbnail(data_dir / path) for path in event.image_paths]
+            )
 
     @gallery.autocomplete("run")
     async def _runs(

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import CuratorBot
+from bot.app import CuratorBot, defer_public
 from bot.permissions import curator_only
 from cogs.common import resolve_run, running_run_choices
 from db.models import RunStatus, SelectionOrder
@@ -114,7 +114,7 @@ class Runs(commands.Cog):
         order: SelectionOrder | None = None,
         gates: bool | None = None,
     ) -> None:
-        await interaction.response.defer(thinking=True)
+        await defer_public(interaction)
         values: dict[str, Any] = {**parse_variables(variables), "prompt": prompt}
         if negative_prompt is not None:
             values["negative_prompt"] = negative_prompt

@@ -69,6 +69,7 @@ class SchedulerEvent:
     job_id: int | None = None
     step: int | None = None
     candidate_ids: tuple[int, ...] = ()
+    image_paths: tuple[str, ...] = ()  # the new candidates' files, relative to DATA_DIR
 
 
 @dataclass
@@ -335,7 +336,7 @@ class Scheduler:
         self.wake()
         await self._emit(SchedulerEvent("job_succeeded", f"{len(ids)} new candidate(s)",
                                         client.url, ctx.run_id, ctx.job_id, ctx.step,
-                                        tuple(ids)))
+                                        tuple(ids), tuple(image.path for image in stored)))
 
     async def _fail(self, ctx: JobContext, error: str, worker: str) -> None:
         jlog = _job_log(ctx.run_id, ctx.job_id)

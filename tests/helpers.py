@@ -173,6 +173,8 @@ def fake_interaction(
     interaction.followup.send = AsyncMock(side_effect=follow_up)
     interaction.followup.send.event = followed
     interaction.edit_original_response = AsyncMock()
+    interaction.delete_original_response = AsyncMock()
+    interaction.extras = {}
     return interaction
 
 

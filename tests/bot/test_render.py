@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from pathlib import Path
 from typing import get_args
 
@@ -343,3 +344,58 @@ async def test_concurrent_renders_from_threads_are_identical(tmp_path):
     outs = await asyncio.gather(*(asyncio.to_thread(pair, a, b) for _ in range(6)))
     assert len({o.data for o in outs}) == 1
     decode(outs[0])
+
+
+# --- thumbnails ------------------------------------------------------------------------------
+
+
+def tile_centre(sheet: Rendered) -> tuple[int, int, int]:
+    """The middle of the only tile of a one-item sheet (tiles sit under a 64 px title)."""
+    with Image.open(io.BytesIO(sheet.data)) as im:
+        rgb = im.convert("RGB")
+        return rgb.getpixel((rgb.width // 2, 64 + render.THUMB_SIDE // 2))
+
+
+def test_make_thumbnail_writes_a_small_jpeg_once(tmp_path):
+    source = solid(tmp_path / "job-000001-0.png", RED, size=(1024, 768))
+    thumb = render.make_thumbnail(source)
+    assert thumb == tmp_path / ".thumbs" / "job-000001-0.png.jpg"
+    with Image.open(thumb) as im:
+        assert im.format == "JPEG" and im.size == (render.THUMB_SIDE, 300)
+    written = thumb.stat().st_mtime_ns
+    assert render.make_thumbnail(source) == thumb
+    assert thumb.stat().st_mtime_ns == written  # a current thumbnail is left alone
+    assert [p.name for p in thumb.parent.iterdir()] == [thumb.name]  # no temp file left
+
+
+def test_make_thumbnail_of_an_unreadable_image(tmp_path, caplog):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert render.make_thumbnail(broken) is None
+    assert not (tmp_path / ".thumbs").exists()
+
+
+def test_a_sheet_uses_a_current_thumbnail_and_remakes_a_stale_one(tmp_path):
+    source = solid(tmp_path / "a.png", RED)
+    item = [SheetItem(source, 1, "Elo 1000", "advancing")]
+    assert near(tile_centre(render_contact_sheet(item, title="t")), RED)
+    thumb = render.thumbnail_path(source)
+    assert thumb.exists()  # the first sheet left it for the next
+
+    solid(thumb, BLUE, size=(400, 400), format="JPEG")  # newer than the source: current
+    assert near(tile_centre(render_contact_sheet(item, title="t")), BLUE)
+
+    later = thumb.stat().st_mtime + 10
+    os.utime(source, (later, later))  # the image changed after its thumbnail was made
+    assert near(tile_centre(render_contact_sheet(item, title="t")), RED)
+    with Image.open(thumb) as im:
+        assert near(im.convert("RGB").getpixel((200, 200)), RED)  # remade
+
+
+def test_a_folder_that_takes_no_thumbnail_still_gets_its_sheet(tmp_path, caplog):
+    source = solid(tmp_path / "a.png", GREEN)
+    (tmp_path / ".thumbs").write_text("a file where the folder would go")
+    with caplog.at_level(logging.WARNING, logger="bot.render"):
+        sheet = render_contact_sheet([SheetItem(source, 1, "x", "pending")], title="t")
+    assert near(tile_centre(sheet), GREEN)
+    assert "cannot write thumbnail" in caplog.text

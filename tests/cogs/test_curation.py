@@ -12,7 +12,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bot.app import CuratorBot
+from bot.render import thumbnail_path
 from cogs.approvals import Approvals
+from cogs.gallery import Gallery
 from cogs.notifications import Notifications
 from cogs.runs import Runs
 from cogs.voting import VoteButton, Voting
@@ -65,7 +67,7 @@ async def test_a_whole_curation_by_taps(session_factory, tmp_path):
         bot = CuratorBot(make_settings(data, comfy_url=sim.url), session_factory, scheduler)
         await bot._async_setup_hook()  # what login does: the bot's loop, so events dispatch
         runs, voting, approvals = Runs(bot), Voting(bot), Approvals(bot)
-        for cog in (runs, voting, approvals, Notifications(bot)):
+        for cog in (runs, voting, approvals, Notifications(bot), Gallery(bot)):
             await bot.add_cog(cog)
         curator = fake_member(name="carol")
 
@@ -136,3 +138,7 @@ async def test_a_whole_curation_by_taps(session_factory, tmp_path):
         run = (await s.scalars(select(PipelineRun))).one()
     assert run.status is RunStatus.completed
     channel.edit.assert_awaited()  # the channel is marked done
+    async with session_factory() as s:
+        images = list(await s.scalars(select(ImageCandidate.image_path)))
+    assert len(images) == 15  # 3 + 9 + 3, each with the thumbnail /gallery will use
+    assert all(thumbnail_path(data / path).is_file() for path in images)

@@ -121,6 +121,10 @@ async def test_gallery_unknown_step(session_factory, tmp_path):
     interaction = fake_interaction(bot)
     await invoke(Gallery.gallery, Gallery(bot), interaction, step=5, run=run)
     assert "there is no step 5" in replies(interaction)[-1]
+    # The sheet would have been public; the refusal is not: the "thinking…" message goes first.
+    assert interaction.response.deferred_with == {"thinking": True}
+    interaction.delete_original_response.assert_awaited_once()
+    assert interaction.followup.send.await_args.kwargs["ephemeral"] is True
 
 
 async def family(session_factory, data, *, image=True):

@@ -64,6 +64,9 @@ async def test_run_start_refusals_change_nothing(cog, session_factory):
         assert (await s.scalars(select(PipelineRun))).all() == []
     for i in (no_role, unknown, bad_vars):
         assert i.guild.create_text_channel.await_count == 0
+    for i in (unknown, bad_vars):  # deferred publicly; refused privately
+        i.delete_original_response.assert_awaited_once()
+        assert i.followup.send.await_args.kwargs["ephemeral"] is True
 
 
 def test_parse_variables():
