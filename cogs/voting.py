@@ -29,6 +29,7 @@ from orchestration.pair_posts import (
     PairSide,
     PairToPost,
     answer_pair,
+    forget_deleted_messages,
     forget_post,
     mark_sent,
     plan_pairs,
@@ -232,6 +233,24 @@ class Voting(commands.Cog):
     async def on_scheduler_event(self, event: SchedulerEvent) -> None:
         if event.kind == "job_succeeded" and event.run_id is not None:
             await post_pairs(self.bot, event.run_id)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        await self._forget({payload.message_id})
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(
+        self, payload: discord.RawBulkMessageDeleteEvent
+    ) -> None:
+        await self._forget(payload.message_ids)
+
+    async def _forget(self, message_ids: set[int]) -> None:
+        """A pair message deleted by hand frees its place; the next pair fills it when the
+        next candidate arrives or a pair is answered."""
+        async with self.bot.sessions() as session:
+            freed = await forget_deleted_messages(session, message_ids)
+        if freed:
+            log.info("%d deleted pair message(s) no longer hold a place", freed)
 
 
 async def setup(bot: CuratorBot) -> None:

@@ -11,6 +11,7 @@ each other still respect the limit.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -154,6 +155,18 @@ async def forget_post(session: AsyncSession, post_id: int) -> None:
     """The message never went out: free its place."""
     await session.execute(delete(PairPost).where(PairPost.id == post_id))
     await session.commit()
+
+
+async def forget_deleted_messages(session: AsyncSession, message_ids: Collection[int]) -> int:
+    """Someone deleted pair messages in Discord: nobody can answer them now, so they stop
+    holding places. Returns how many open pairs that freed (other messages are not ours)."""
+    result = await session.execute(
+        delete(PairPost).where(
+            PairPost.message_id.in_(list(message_ids)), PairPost.answered_at.is_(None)
+        )
+    )
+    await session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def answer_pair(

@@ -3,6 +3,7 @@ survive a restart; at most three wait for an answer; out-of-date pairs say so; /
 
 from __future__ import annotations
 
+import discord
 from sqlalchemy import select
 
 from cogs.voting import VoteButton, Voting, custom_id, post_pairs, vote_view
@@ -217,3 +218,38 @@ async def test_vote_command_refusals(session_factory, tmp_path):
     assert "no run #999" in replies(nowhere)[-1]
     async with session_factory() as s:
         assert (await s.scalars(select(PairPost))).all() == []
+
+
+async def open_posts(session_factory) -> list[int]:
+    async with session_factory() as s:
+        return list(await s.scalars(select(PairPost.message_id).where(
+            PairPost.answered_at.is_(None)).order_by(PairPost.id)))
+
+
+async def test_a_pair_message_deleted_by_hand_frees_its_place(session_factory, tmp_path):
+    bot, channel, run, _ = await run_with_channel(session_factory, tmp_path, candidates=6)
+    cog = Voting(bot)
+    await post_pairs(bot, run)
+    first, second, third = channel.send.messages
+    answered = await press(bot, buttons(first)["A better"], message=first)
+    assert "is better than" in edited(answered)
+    fourth = channel.send.messages[3]
+    assert await open_posts(session_factory) == [second.id, third.id, fourth.id]
+
+    await cog.on_raw_message_delete(discord.RawMessageDeleteEvent(
+        {"id": 987654321, "channel_id": channel.id}))  # not a pair: nothing changes
+    await cog.on_raw_message_delete(discord.RawMessageDeleteEvent(
+        {"id": first.id, "channel_id": channel.id}))  # answered: its record stays
+    assert await open_posts(session_factory) == [second.id, third.id, fourth.id]
+    await cog.on_raw_message_delete(discord.RawMessageDeleteEvent(
+        {"id": second.id, "channel_id": channel.id}))
+    assert await open_posts(session_factory) == [third.id, fourth.id]
+    async with session_factory() as s:  # the answered pair keeps its row
+        assert await s.scalar(select(PairPost.answered_at).where(
+            PairPost.message_id == first.id)) is not None
+
+    await post_pairs(bot, run)  # the freed place is filled by the next pair
+    assert len(await open_posts(session_factory)) == 3
+    await cog.on_raw_bulk_message_delete(discord.RawBulkMessageDeleteEvent(
+        {"ids": [m.id for m in channel.send.messages], "channel_id": channel.id}))
+    assert await open_posts(session_factory) == []
