@@ -1,0 +1,47 @@
+"""The Dockerfile copies everything the installed bot needs (no Docker engine is needed to
+check that): every package, the pipelines the demo reads, and the files pip installs from."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def copied() -> set[str]:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    names: set[str] = set()
+    for line in text.splitlines():
+        if m := re.match(r"COPY\s+(.+)\s+\S+$", line.strip()):
+            names.update(m.group(1).split())
+    return names
+
+
+def test_every_package_and_install_file_is_copied():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packages <= copied()
+    assert {"pyproject.toml", "constraints.txt", "README.md", "pipelines"} <= copied()
+    assert all((ROOT / name).exists() for name in copied())
+
+
+def test_every_runtime_path_outside_the_packages_is_copied():
+    # Code that reads files beside the packages (the demo's pipeline) must find them.
+    found = set()
+    for source in ROOT.glob("*/*.py"):
+        if source.parts[-2] in {"tests", "benchmarks", "docs"}:
+            continue
+        text = source.read_text(encoding="utf-8")
+        found.update(re.findall(r'parents\[1\]\s*/\s*"([^"]+)"', text))
+    assert found, "no path outside the packages found: the pattern needs updating"
+    assert found <= copied()
+
+
+def test_the_data_folder_is_a_volume_and_settings_come_from_the_environment():
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert 'VOLUME ["/app/data"]' in text
+    assert "DATA_DIR=/app/data" in text
+    assert "COPY .env" not in text and ".env" in (ROOT / ".dockerignore").read_text()
+    assert re.search(r'CMD \["comfy-curator", "run"\]', text)
