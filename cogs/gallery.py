@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 # Discord's upload limit in a server without boosts (8 MB at its smallest); stay under it.
 UPLOAD_MAX_BYTES: Final = 8_000_000
+THUMBNAIL_DELAY: Final = 0.5  # seconds after a job's end
 MARKERS: Final[dict[Badge, str]] = {
     "advancing": "▲ advancing",
     "not_advancing": "● not advancing",
@@ -236,6 +237,9 @@ class Gallery(commands.Cog):
         """Each new candidate gets its sheet thumbnail now, so /gallery stays quick."""
         if event.kind == "job_succeeded" and event.image_paths:
             data_dir = self.bot.settings.data_dir
+            # The scheduler is choosing and sending the next prompt right now; the GPU should
+            # not wait for our CPU work.
+            await asyncio.sleep(THUMBNAIL_DELAY)
             await asyncio.to_thread(
                 lambda: [make_thumbnail(data_dir / path) for path in event.image_paths]
             )
