@@ -141,6 +141,10 @@ class Interaction:
         self.response = Response()
         self.followup = Followup(bot.ids, channel_id or CHANNEL_ID)
         self.edits: list[Sent] = []
+        self.extras: dict[str, Any] = {}
+
+    async def delete_original_response(self) -> None:
+        pass  # only a refusal after a public deferral does this; nothing was shown yet
 
     async def edit_original_response(self, **kwargs: Any) -> None:
         self.edits.append(Sent(kwargs.get("content"), kwargs))
