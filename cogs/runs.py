@@ -131,15 +131,21 @@ class Runs(commands.Cog):
             created = await create_run(
                 session, pipeline, name, values, settings, created_by=str(interaction.user.id)
             )
-            channel = await self._open_channel(interaction, created)
-            if channel is not None:
+        channel, problem = await self._open_channel(interaction, created)  # no session held
+        if channel is not None:
+            async with self.bot.sessions() as session:
                 await set_run_channel(session, created.run_id, channel.id)
-        self.bot.scheduler.wake()
+        self.bot.scheduler.wake()  # once its channel is known, for the first pairs
         where = f" in {channel.mention}" if channel is not None else ""
-        await interaction.followup.send(
+        text = (
             f"Started run #{created.run_id} “{created.name}” on {created.pipeline} "
-            f"({created.steps} steps){where}. New candidates will arrive there as pairs to vote on."
+            f"({created.steps} steps){where}."
         )
+        if problem is None:
+            text += " New candidates will arrive there as pairs to vote on."
+        else:
+            text += f"\n⚠️ {problem} Meanwhile `/vote run:{created.run_id}` gives pairs to vote on."
+        await interaction.followup.send(text)
 
     @start.autocomplete("pipeline")
     async def _pipelines(
@@ -155,21 +161,30 @@ class Runs(commands.Cog):
 
     async def _open_channel(
         self, interaction: discord.Interaction[Any], created: RunCreated
-    ) -> discord.TextChannel | None:
+    ) -> tuple[discord.TextChannel | None, str | None]:
+        """The run's channel, or why there is none (the run stands either way)."""
         guild = interaction.guild
         if guild is None:
-            return None
+            return None, None
         category = None
         category_id = self.bot.settings.run_category_id
         if category_id is not None:
             found = guild.get_channel(category_id)
             category = found if isinstance(found, discord.CategoryChannel) else None
-        channel = await guild.create_text_channel(
-            created.folder[:100],
-            category=category,
-            topic=f"comfy-curator run #{created.run_id}: {created.name}",
-        )
-        return channel
+        try:
+            channel = await guild.create_text_channel(
+                created.folder[:100],
+                category=category,
+                topic=f"comfy-curator run #{created.run_id}: {created.name}",
+            )
+        except discord.HTTPException as err:
+            log.warning("run %d: could not create its channel: %s", created.run_id, err)
+            need = " The bot needs the Manage Channels permission (docs/discord.md)."
+            return None, (
+                f"I could not create the run's channel ({err.text or err.status})."
+                + (need if isinstance(err, discord.Forbidden) else "")
+            )
+        return channel, None
 
     @app_commands.command(name="complete", description="Complete a run: no more jobs or votes")
     @app_commands.describe(run="The run (default: this channel's run)")
@@ -194,10 +209,18 @@ class Runs(commands.Cog):
         if done.channel_id is not None:
             channel = self.bot.get_channel(done.channel_id)
             if isinstance(channel, discord.TextChannel):
-                await channel.send(
-                    f"✅ Run “{done.name}” was completed by {interaction.user.mention}."
-                )
-                await channel.edit(name=f"done-{channel.name}"[:100])
+                try:
+                    await channel.send(
+                        f"✅ Run “{done.name}” was completed by {interaction.user.mention}."
+                    )
+                    await channel.edit(name=f"done-{channel.name}"[:100])
+                except discord.HTTPException as err:  # the run is completed all the same
+                    log.warning("run %d: could not mark its channel done: %s", done.id, err)
+                    await interaction.edit_original_response(
+                        content=f"Run #{done.id} “{done.name}” is completed, but I could not "
+                        f"mark its channel done ({err.text or err.status}).",
+                        view=None,
+                    )
 
     @app_commands.command(name="resume", description="Lift a run's hold so it gets jobs again")
     @app_commands.describe(run="The run (default: this channel's run)")

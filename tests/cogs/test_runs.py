@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from unittest.mock import AsyncMock, MagicMock
 
+import discord
 import pytest
 from sqlalchemy import select
 
@@ -50,6 +52,24 @@ async def test_run_start_creates_run_and_channel(cog, session_factory):
     assert run.channel_id == channel.id and run.max_children == 2
     assert run.variables == {"prompt": "a gym"}
     assert f"in {channel.mention}" in replies(interaction)[-1]
+
+
+async def test_run_start_without_channel_permission_keeps_the_run_and_says_why(
+    cog, session_factory
+):
+    interaction = fake_interaction(cog.bot)
+    response = MagicMock(status=403, reason="Forbidden")
+    interaction.guild.create_text_channel = AsyncMock(
+        side_effect=discord.Forbidden(response, {"code": 50013, "message": "Missing Permissions"})
+    )
+    await invoke(Runs.start, cog, interaction, pipeline="test-pipeline", name="Sofa", prompt="p")
+    text = replies(interaction)[-1]
+    assert text.startswith("Started run #1 “Sofa”")
+    assert "could not create the run's channel (Missing Permissions)" in text
+    assert "Manage Channels" in text and "/vote run:1" in text
+    async with session_factory() as s:
+        run = (await s.scalars(select(PipelineRun))).one()
+    assert run.channel_id is None
 
 
 async def test_run_start_refusals_change_nothing(cog, session_factory):
@@ -106,6 +126,27 @@ async def test_complete_in_the_runs_channel_after_confirming(cog, session_factor
         run = (await s.scalars(select(PipelineRun))).one()
     assert run.status is RunStatus.completed
     assert "is completed" in interaction.edit_original_response.await_args.kwargs["content"]
+
+
+async def test_complete_when_its_channel_cannot_be_renamed(cog, session_factory):
+    started = await start(cog)
+    [channel] = created_channels(started)
+    cog.bot.get_channel = {channel.id: channel}.get
+    refused = {"code": 50013, "message": "Missing Permissions"}
+    channel.edit = AsyncMock(side_effect=discord.Forbidden(
+        MagicMock(status=403, reason="Forbidden"), refused))
+    interaction = fake_interaction(cog.bot, channel_id=channel.id)
+    task = asyncio.create_task(invoke(Runs.complete, cog, interaction))
+    await followed_up(interaction)
+    view = interaction.followup.send.await_args.kwargs["view"]
+    view.answer = True
+    view.stop()
+    await task
+    async with session_factory() as s:
+        assert (await s.scalars(select(PipelineRun))).one().status is RunStatus.completed
+    said = interaction.edit_original_response.await_args.kwargs["content"]
+    assert said == ("Run #1 “Morning gym” is completed, but I could not mark its channel done "
+                    "(Missing Permissions).")
 
 
 async def test_complete_elsewhere_needs_the_run_option(cog):
