@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import aliased
 
 from db.base import utcnow
 from db.models import (
@@ -208,7 +209,38 @@ _PAIR = (
     .order_by(ImageCandidate.id)
     .with_for_update(of=ImageCandidate)
 )
-_INSERT_VOTE = insert(Vote)
+_WINNER, _LOSER = aliased(ImageCandidate), aliased(ImageCandidate)
+# The vote, inserted only when the pair may take it (one run, one step, both active, the run
+# not completed); no row back means it may not, and `_load_pair` then says why. One round trip
+# on the path every tap takes.
+_INSERT_VOTE = (
+    insert(Vote)
+    .from_select(
+        ["run_id", "step", "low_id", "high_id", "winner_id", "voter", "created_at"],
+        select(
+            _WINNER.run_id,
+            _WINNER.step,
+            bindparam("low_id"),
+            bindparam("high_id"),
+            _WINNER.id,
+            bindparam("voter"),
+            bindparam("created_at"),
+        )
+        .join(_LOSER, _LOSER.id == bindparam("loser_id"))
+        .join(PipelineRun, PipelineRun.id == _WINNER.run_id)
+        .where(
+            _WINNER.id == bindparam("winner_id"),
+            _WINNER.run_id == bindparam("run_id"),
+            _LOSER.run_id == _WINNER.run_id,
+            _LOSER.step == _WINNER.step,
+            _WINNER.status == CandidateStatus.active,
+            _LOSER.status == CandidateStatus.active,
+            PipelineRun.status != RunStatus.completed,
+        )
+        .with_for_update(of=[_WINNER, _LOSER]),
+    )
+    .returning(Vote.id, Vote.step)
+)
 # A refit locks its step's row first, so on PostgreSQL refits of one step take turns as they do
 # under SQLite's single writer: the one that commits last has read every vote committed before.
 _LOCK_STEP = (
@@ -367,39 +399,34 @@ async def record_vote(
     (`REFIT_DELAY`), one fit per burst of votes, so a tap costs what an insert costs.
     `ratings_settled()` waits for that refit; decisions (pairs, /approve) fit afresh.
     """
+    if winner_id == loser_id:
+        raise InvalidInput(f"A vote needs two different candidates, got #{winner_id} twice.")
     conn = await session.connection()
+    low, high = sorted((winner_id, loser_id))
     try:
-        winner, _ = await _load_pair(conn, run_id, winner_id, loser_id)
-        low, high = sorted((winner_id, loser_id))
         try:
-            inserted = await conn.execute(
-                _INSERT_VOTE,
-                {
-                    "run_id": run_id,
-                    "step": winner.step,
-                    "low_id": low,
-                    "high_id": high,
-                    "winner_id": winner_id,
-                    "voter": voter,
-                    "created_at": utcnow(),
-                },
-            )
+            row = (await conn.execute(_INSERT_VOTE, {
+                "run_id": run_id, "winner_id": winner_id, "loser_id": loser_id,
+                "low_id": low, "high_id": high, "voter": voter, "created_at": utcnow(),
+            })).first()
         except IntegrityError as err:
             raise DuplicateVote(
                 f"You already voted on #{low} vs #{high}; your first vote stands."
             ) from err
-        key = inserted.inserted_primary_key
-        assert key is not None, "an INSERT of one row reports its key"
+        if row is None:
+            await _load_pair(conn, run_id, winner_id, loser_id)  # raises the reason
+            raise Conflict(f"#{winner_id} vs #{loser_id} cannot take a vote now.")
     except Exception:
         await session.rollback()
         raise
     await session.commit()
+    vote_id, step = row
     engine = session.bind
     if isinstance(engine, AsyncEngine):
-        _refits.schedule(engine, run_id, winner.step)
+        _refits.schedule(engine, run_id, step)
     else:  # a session bound to one connection has no other to refit on: refit now
-        await refit_step(session, run_id, winner.step)
-    return VoteResult(int(key[0]), run_id, winner.step, winner_id, loser_id)
+        await refit_step(session, run_id, step)
+    return VoteResult(int(vote_id), run_id, int(step), winner_id, loser_id)
 
 
 @dataclass(frozen=True)
