@@ -21,7 +21,9 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     func,
+    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -183,21 +185,40 @@ def eligible_params(run: RunPlan) -> dict[str, int]:
     return {"run_id": run.id, "final_step": run.steps, "max_children": run.max_children}
 
 
-def _group_statement(gates: bool, order: SelectionOrder) -> Select[tuple[int, float, int]]:
+def _raffle_statement(gates: bool, order: SelectionOrder) -> Select[tuple[int, int, int]]:
+    """The raffle among the eligible parents of the group (DESIGN §1.2 step 3), drawn in the
+    database: each candidate holds a slice of [0, total) as wide as max(elo, 1), in id order,
+    and the one whose slice holds `u`·total wins (what `random.choices` does with weights).
+    Only the winner comes back, so a bigger tree costs SQLite a longer scan, not Python rows.
+    Returns (winner, its step, how many were in the raffle)."""
     where = eligible_parent_filter(gates)
     pick = func.min(_C.step) if order is SelectionOrder.breadth_first else func.max(_C.step)
     group_step = select(pick).where(*where).scalar_subquery()
-    return select(_C.id, _C.elo, _C.step).where(*where, _C.step == group_step).order_by(_C.id)
+    weight = case((_C.elo > 1.0, _C.elo), else_=1.0)
+    tickets = (
+        select(
+            _C.id,
+            _C.step,
+            func.sum(weight).over(order_by=_C.id).label("upto"),
+            func.sum(weight).over().label("total"),
+            func.row_number().over(order_by=_C.id).label("place"),
+            func.count().over().label("entrants"),
+        )
+        .where(*where, _C.step == group_step)
+        .subquery()
+    )
+    return (
+        select(tickets.c.id, tickets.c.step, tickets.c.entrants)
+        # The last entrant always qualifies, so rounding can never leave the raffle without a
+        # winner.
+        .where(or_(tickets.c.upto > bindparam("u") * tickets.c.total,
+                   tickets.c.place == tickets.c.entrants))
+        .order_by(tickets.c.id)
+        .limit(1)
+    )
 
 
-_GROUPS = {(g, o): _group_statement(g, o) for g in (True, False) for o in SelectionOrder}
-
-
-def raffle(candidates: list[tuple[int, float]], rng: random.Random) -> int:
-    """Draw one id with probability proportional to max(elo, 1)."""
-    ids = [cid for cid, _ in candidates]
-    weights = [max(elo, 1.0) for _, elo in candidates]
-    return rng.choices(ids, weights=weights, k=1)[0]
+_RAFFLES = {(g, o): _raffle_statement(g, o) for g in (True, False) for o in SelectionOrder}
 
 
 async def decide_for_run(
@@ -220,13 +241,13 @@ async def decide_for_run(
     if base_open and run.order is SelectionOrder.breadth_first:
         return base
 
-    rows = (await _core(session, _GROUPS[(run.gates, run.order)], eligible_params(run))).all()
-    if rows:
-        parent_id = raffle([(row.id, row.elo) for row in rows], rng)
-        parent_step = rows[0].step
+    params = {**eligible_params(run), "u": rng.random()}
+    won = (await _core(session, _RAFFLES[(run.gates, run.order)], params)).first()
+    if won is not None:
+        parent_id, parent_step, entrants = won
         return JobDecision(
             Mode.child_generation,
-            f"run {run.id}: step {parent_step} parent #{parent_id} won raffle among {len(rows)}",
+            f"run {run.id}: step {parent_step} parent #{parent_id} won raffle among {entrants}",
             run.id,
             parent_step + 1,
             parent_id,

@@ -352,3 +352,33 @@ async def test_two_claims_never_exceed_n(session_factory, tmp_path):
     async with session_factory() as s:
         statuses = list(await s.scalars(select(Job.status)))
     assert statuses == [JobStatus.pending, JobStatus.pending]
+
+
+class Fixed(random.Random):
+    """Draws the same number every time: pins the raffle's ticket."""
+
+    def __init__(self, u: float) -> None:
+        super().__init__(0)
+        self.u = u
+
+    def random(self) -> float:
+        return self.u
+
+
+async def test_the_raffle_gives_each_parent_a_slice_as_wide_as_its_elo(session, tmp_path):
+    """Slices in id order: A [0, 1200), B [1200, 2000), C [2000, 2001) for Elo 1200, 800, -50."""
+    await make_pipeline(session, tmp_path, steps=3)
+    run = await make_run(
+        session,
+        settings=RunSettings(gates=False, order=SelectionOrder.finish_first, max_children=5),
+    )
+    root = await add_candidate(session, run, 1, elo=1000)
+    a = await add_candidate(session, run, 2, root, elo=1200)
+    b = await add_candidate(session, run, 2, root, elo=800)
+    c = await add_candidate(session, run, 2, root, elo=-50)  # counts as 1
+    total = 1200 + 800 + 1
+    for u, winner in ((0.0, a), (1199.9 / total, a), (1200.1 / total, b),
+                      (1999.9 / total, b), (2000.1 / total, c), (0.999999999, c)):
+        decision = await select_next_job(session, Fixed(u))
+        assert decision.parent_id == winner, u
+        assert decision.reason.endswith("won raffle among 3")
