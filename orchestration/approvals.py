@@ -13,7 +13,6 @@ from db.models import (
     CandidateStatus,
     ImageCandidate,
     Job,
-    PipelineRun,
     PipelineRunStep,
 )
 from orchestration.confidence import Confidence, check_k, top_k_confidence
@@ -80,21 +79,14 @@ async def approval_preview(
 ) -> ApprovalPreview:
     """The candidates `approve_step` would let advance, after the same checks, and how sure
     the ranking is of them; changes no decision. k None: the run's k."""
-    run_step, top = await _checked(session, run_id, step, k)
-    k = await _k_of(session, run_step.run_id, k)
+    _, k, top = await _checked(session, run_id, step, k)
     return ApprovalPreview(k, top, await top_k_confidence(session, run_id, step, k))
-
-
-async def _k_of(session: AsyncSession, run_id: int, k: int | None) -> int:
-    if k is not None:
-        return k
-    run = await session.get_one(PipelineRun, run_id)
-    return run.top_k
 
 
 async def _checked(
     session: AsyncSession, run_id: int, step: int, k: int | None
-) -> tuple[PipelineRunStep, list[RankedCandidate]]:
+) -> tuple[PipelineRunStep, int, list[RankedCandidate]]:
+    """The step after every check, the k that applies (the run's when None) and its top k."""
     run = await get_running_run(session, run_id)
     k = run.top_k if k is None else k
     found = await plan_and_counts(session, run.id)
@@ -116,7 +108,7 @@ async def _checked(
     top = await ranked_candidates(session, run.id, step, limit=k)
     if not top:
         raise Conflict(f"Step {step} of run #{run.id} has no active candidates to approve yet.")
-    return run_step, top
+    return run_step, k, top
 
 
 async def approve_step(
@@ -124,9 +116,8 @@ async def approve_step(
 ) -> ApprovalResult:
     """One-way: the top-k active candidates of `step` advance, every other one does not.
     k None: the run's k."""
-    run_step, top = await _checked(session, run_id, step, k)
+    run_step, k, top = await _checked(session, run_id, step, k)
     run_id = run_step.run_id
-    k = await _k_of(session, run_id, k)
 
     c = ImageCandidate
     await session.execute(
