@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -33,6 +34,8 @@ from orchestration.selection import JobDecision, Mode, select_next_job
 # Seeds fit in 24 bits so a seed can also feed integer inputs with that range (EmptyImage's
 # colour in the CPU demo pipeline); a run never repeats one.
 SEED_LIMIT = 1 << 24
+
+_Row = TypeVar("_Row", bound=tuple[Any, ...])
 
 
 @dataclass(frozen=True)
@@ -236,18 +239,25 @@ class JobContext:
     worker: str | None
 
 
-async def job_context(session: AsyncSession, job_id: int) -> JobContext:
-    """One query: this sits between two prompts on the GPU, where every round trip shows."""
-    row = (await session.execute(
-        select(Job.id, Job.run_id, Job.step, Job.status, PipelineRun.folder, PipelineStep.slug,
-               Job.parent_id, ImageCandidate.image_path, Job.prompt_id, Job.worker)
+def with_run_and_step(stmt: Select[_Row], job_id: int) -> Select[_Row]:
+    """`stmt` over one job joined to its run and its pipeline step, in one query: the
+    scheduler's reads between two prompts, where every round trip shows."""
+    return (
+        stmt.select_from(Job)
         .join(PipelineRun, PipelineRun.id == Job.run_id)
         .join(PipelineRunStep, (PipelineRunStep.run_id == Job.run_id)
               & (PipelineRunStep.step == Job.step))
         .join(PipelineStep, PipelineStep.id == PipelineRunStep.step_id)
-        .outerjoin(ImageCandidate, ImageCandidate.id == Job.parent_id)
         .where(Job.id == job_id)
-    )).one_or_none()
+    )
+
+
+async def job_context(session: AsyncSession, job_id: int) -> JobContext:
+    row = (await session.execute(with_run_and_step(
+        select(Job.id, Job.run_id, Job.step, Job.status, PipelineRun.folder, PipelineStep.slug,
+               Job.parent_id, ImageCandidate.image_path, Job.prompt_id, Job.worker),
+        job_id,
+    ).outerjoin(ImageCandidate, ImageCandidate.id == Job.parent_id))).one_or_none()
     if row is None:
         raise NotFound(f"There is no job #{job_id}.")
     return JobContext(*row)

@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from comfy.workflow import MissingVariableError, render_workflow
-from db.models import Job, PipelineRun, PipelineRunStep, PipelineStep
+from db.models import Job, PipelineRun, PipelineStep
 from orchestration.errors import MissingVariables, NotFound
-from orchestration.jobs import record_submission
+from orchestration.jobs import record_submission, with_run_and_step
 
 
 def output_prefix(run: PipelineRun, step: PipelineStep, job: Job) -> str:
@@ -32,14 +32,8 @@ def job_values(
 async def _job_run_step(
     session: AsyncSession, job_id: int
 ) -> tuple[Job, PipelineRun, PipelineStep]:
-    row = (await session.execute(
-        select(Job, PipelineRun, PipelineStep)
-        .join(PipelineRun, PipelineRun.id == Job.run_id)
-        .join(PipelineRunStep, (PipelineRunStep.run_id == Job.run_id)
-              & (PipelineRunStep.step == Job.step))
-        .join(PipelineStep, PipelineStep.id == PipelineRunStep.step_id)
-        .where(Job.id == job_id)
-    )).one_or_none()
+    stmt = with_run_and_step(select(Job, PipelineRun, PipelineStep), job_id)
+    row = (await session.execute(stmt)).one_or_none()
     if row is None:
         raise NotFound(f"There is no job #{job_id}.")
     return row._tuple()
