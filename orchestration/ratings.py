@@ -170,9 +170,14 @@ async def step_ratings(session: AsyncSession, run_id: int, step: int) -> StepRat
     return await _fit_step(conn, run_id, step)
 
 
+async def _step_results(
+    conn: AsyncConnection, run_id: int, step: int
+) -> Sequence[tuple[int, int, int]]:
+    return (await conn.execute(_RESULTS, {"run_id": run_id, "step": step})).tuples().all()
+
+
 async def _fit_step(conn: AsyncConnection, run_id: int, step: int) -> StepRatings:
-    rows = (await conn.execute(_RESULTS, {"run_id": run_id, "step": step})).tuples().all()
-    return fit_ratings(rows)
+    return fit_ratings(await _step_results(conn, run_id, step))
 
 
 @dataclass(frozen=True)
@@ -288,7 +293,7 @@ async def _refit_aside(engine: AsyncEngine, run_id: int, step: int) -> None:
     write in a short one, so votes never wait behind the read and the fit holding the write
     lock. Safe because one task per step runs at a time and reruns after any vote it missed."""
     async with engine.connect() as conn:
-        rows = (await conn.execute(_RESULTS, {"run_id": run_id, "step": step})).tuples().all()
+        rows = await _step_results(conn, run_id, step)
     ratings = fit_ratings(rows)
     if ratings.ids:
         async with engine.begin() as conn:
