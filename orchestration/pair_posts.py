@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
@@ -135,7 +135,8 @@ async def plan_pairs(
         await session.flush()
         planned.append(post)
         taken.append((a, b))
-    posts = [await _describe(session, run, post) for post in planned]
+    steps = await _step_count(session, run_id) if planned else 0
+    posts = [await _describe(session, run, steps, post) for post in planned]
     await session.commit()
     return PairPlan(posts, closed, messages, note)
 
@@ -244,10 +245,14 @@ async def _close(
         where.append(PairPost.message_id == message_id)
     else:
         where += [PairPost.a_id.in_((a, b)), PairPost.b_id.in_((a, b))]
+    await _mark_answered(session, outcome, *where)
+    await session.commit()
+
+
+async def _mark_answered(session: AsyncSession, outcome: str, *where: ColumnElement[bool]) -> None:
     await session.execute(
         update(PairPost).where(*where).values(answered_at=utcnow(), outcome=outcome[:200])
     )
-    await session.commit()
 
 
 async def _close_out_of_date(session: AsyncSession, run_id: int) -> list[ClosedPost]:
@@ -263,17 +268,21 @@ async def _close_out_of_date(session: AsyncSession, run_id: int) -> list[ClosedP
         reason = await _out_of_date(session, run_id, a, b)
         if reason is None:
             continue
-        await session.execute(
-            update(PairPost)
-            .where(PairPost.id == post_id)
-            .values(answered_at=utcnow(), outcome=reason[:200])
-        )
+        await _mark_answered(session, reason, PairPost.id == post_id)
         if channel_id is not None and message_id is not None:
             closed.append(ClosedPost(channel_id, message_id, reason))
     return closed
 
 
-async def _describe(session: AsyncSession, run: PipelineRun, post: PairPost) -> PairToPost:
+async def _step_count(session: AsyncSession, run_id: int) -> int:
+    return await session.scalar(
+        select(func.count()).where(PipelineRunStep.run_id == run_id)
+    ) or 0
+
+
+async def _describe(
+    session: AsyncSession, run: PipelineRun, steps: int, post: PairPost
+) -> PairToPost:
     rows = {
         row.id: PairSide(row.id, row.image_path, row.elo, row.votes)
         for row in await session.execute(
@@ -285,12 +294,6 @@ async def _describe(session: AsyncSession, run: PipelineRun, post: PairPost) -> 
             ).where(ImageCandidate.id.in_((post.a_id, post.b_id)))
         )
     }
-    steps = await session.scalar(
-        select(PipelineRunStep.step)
-        .where(PipelineRunStep.run_id == run.id)
-        .order_by(PipelineRunStep.step.desc())
-        .limit(1)
-    )
     return PairToPost(
         post.id, run.id, run.name, post.step, steps or post.step, rows[post.a_id], rows[post.b_id]
     )

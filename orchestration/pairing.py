@@ -160,7 +160,7 @@ async def _steps_in_order(
         return [*open_steps, *unfiltered], None
     awaiting = await awaiting_approval(session, run_id)
     open_steps = [step for step in open_steps if step not in awaiting]
-    return [*(s for s in awaiting if s not in unfiltered), *open_steps, *unfiltered], awaiting
+    return [*awaiting, *open_steps, *unfiltered], awaiting  # awaiting: never approved
 
 
 async def _decide(
