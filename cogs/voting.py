@@ -8,9 +8,11 @@ candidate and after each answer, at most a few unanswered per run (orchestration
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -164,27 +166,27 @@ async def post_pairs(bot: CuratorBot, run_id: int, voter: str | None = None) -> 
             except discord.HTTPException:
                 log.info("run %s: could not update message %s", run_id, closed.message_id)
     for post in plan.posts:
-        await _send(bot, channel, post)
+        try:
+            await deliver(bot, post, channel.send)
+        except Exception:  # this pair's place is freed; the next offer tries again
+            log.warning("run %s: could not post pair #%s vs #%s", run_id, post.a.id, post.b.id,
+                        exc_info=True)
     return plan
 
 
-async def _send(bot: CuratorBot, channel: discord.abc.Messageable, post: PairToPost) -> bool:
+async def deliver(
+    bot: CuratorBot, post: PairToPost, send: Callable[..., Awaitable[Any]]
+) -> None:
+    """Send a reserved pair with `send` (a channel's, or a private follow-up) and record its
+    message; when sending fails, free the place it held, then raise."""
     try:
-        sent = await channel.send(**await pair_message(bot, post))
+        sent = await send(**await pair_message(bot, post))
     except Exception:
-        log.warning(
-            "run %s: could not post pair #%s vs #%s",
-            post.run_id,
-            post.a.id,
-            post.b.id,
-            exc_info=True,
-        )
         async with bot.sessions() as session:
             await forget_post(session, post.post_id)
-        return False
+        raise
     async with bot.sessions() as session:
         await mark_sent(session, post.post_id, sent.channel.id, sent.id)
-    return True
 
 
 def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
@@ -211,17 +213,8 @@ class Voting(commands.Cog):
                 text += "\nWaiting for an answer: " + " ".join(links)
             await interaction.followup.send(text, ephemeral=True)
             return
-        post = plan.posts[0]
-        try:
-            sent = await interaction.followup.send(
-                **await pair_message(self.bot, post), ephemeral=True, wait=True
-            )
-        except Exception:
-            async with self.bot.sessions() as session:
-                await forget_post(session, post.post_id)
-            raise
-        async with self.bot.sessions() as session:
-            await mark_sent(session, post.post_id, sent.channel.id, sent.id)
+        send = functools.partial(interaction.followup.send, ephemeral=True, wait=True)
+        await deliver(self.bot, plan.posts[0], send)
 
     @vote.autocomplete("run")
     async def _runs(
