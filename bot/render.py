@@ -315,16 +315,21 @@ def thumbnail_path(path: Path) -> Path:
 
 def make_thumbnail(path: Path) -> Path | None:
     """Write the sheet thumbnail of an image unless a current one exists; None if the image
-    cannot be read. Called when a candidate arrives, so that a contact sheet decodes small
-    JPEGs instead of full-size PNGs (a 1024² PNG costs ~20 ms to decode, its thumbnail ~1 ms).
+    cannot be read or the thumbnail not written. Called when a candidate arrives, so that a
+    contact sheet decodes small JPEGs instead of full-size PNGs.
     """
     thumb = thumbnail_path(path)
-    if _is_current(thumb, path):
-        return thumb
+    if not _is_current(thumb, path):
+        _remake_thumbnail(path, thumb)
+    return thumb if _is_current(thumb, path) else None
+
+
+def _remake_thumbnail(path: Path, thumb: Path) -> Image.Image | None:
+    """The image scaled to fit a thumbnail, written to `thumb` on the way."""
     im = _load_fitted(path, (THUMB_SIDE, THUMB_SIDE))
-    if im is None:
-        return None
-    return thumb if _save_thumbnail(im, thumb) else None
+    if im is not None:
+        _save_thumbnail(im, thumb)
+    return im
 
 
 def _is_current(thumb: Path, source: Path) -> bool:
@@ -334,7 +339,7 @@ def _is_current(thumb: Path, source: Path) -> bool:
         return False
 
 
-def _save_thumbnail(im: Image.Image, thumb: Path) -> bool:
+def _save_thumbnail(im: Image.Image, thumb: Path) -> None:
     """Whole or absent (temp file, then rename); a data folder we cannot write to only costs
     speed."""
     tmp = thumb.with_name(f".part-{os.getpid()}-{threading.get_ident()}-{thumb.name}")
@@ -346,25 +351,16 @@ def _save_thumbnail(im: Image.Image, thumb: Path) -> bool:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         logger.warning("render: cannot write thumbnail %s: %s", thumb, exc)
-        return False
-    return True
 
 
 def _load_tile_image(path: Path, box: tuple[int, int]) -> Image.Image | None:
-    """A sheet tile's picture from its thumbnail; the first time, from the image itself, leaving
-    the thumbnail for the next sheet."""
+    """A sheet tile's picture (a tile is never bigger than a thumbnail) from its thumbnail;
+    the first time, from the image itself, leaving the thumbnail for the next sheet."""
     thumb = thumbnail_path(path)
-    if box[0] <= THUMB_SIDE and box[1] <= THUMB_SIDE:
-        if _is_current(thumb, path):
-            im = _load_fitted(thumb, box)
-            if im is not None:
-                return im
-        im = _load_fitted(path, (THUMB_SIDE, THUMB_SIDE))
-        if im is None:
-            return None
-        _save_thumbnail(im, thumb)
-        return _scale_to_fit(im, box)
-    return _load_fitted(path, box)
+    if _is_current(thumb, path) and (im := _load_fitted(thumb, box)) is not None:
+        return im
+    im = _remake_thumbnail(path, thumb)
+    return None if im is None else _scale_to_fit(im, box)
 
 
 def _paste_centered(canvas: Image.Image, im: Image.Image, box: Box) -> None:
