@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
@@ -205,3 +206,14 @@ async def followed_up(interaction: MagicMock) -> None:
     """Wait for the handler's first follow-up message (e.g. a preview awaiting a button)."""
     async with asyncio.timeout(5):
         await interaction.followup.send.event.wait()
+
+
+async def confirmed(interaction: MagicMock, handler: Coroutine[Any, Any, None]) -> None:
+    """Run a handler that asks for a confirmation, press Confirm once it is on screen, and wait
+    for the handler to finish."""
+    task = asyncio.create_task(handler)
+    await followed_up(interaction)
+    view = interaction.followup.send.await_args.kwargs["view"]
+    view.answer = True
+    view.stop()
+    await task

@@ -24,10 +24,10 @@ from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
 from orchestration.pipelines import import_pipeline
 from orchestration.scheduler import Scheduler
 from tests.helpers import (
+    confirmed,
     created_channels,
     fake_interaction,
     fake_member,
-    followed_up,
     invoke,
     make_settings,
     posted_with,
@@ -107,13 +107,8 @@ async def test_a_whole_curation_by_taps(session_factory, tmp_path):
             assert len(step2) == 9
 
             approving = fake_interaction(bot, user=curator, channel_id=channel.id)
-            task = asyncio.create_task(invoke(Approvals.approve, approvals, approving,
+            await confirmed(approving, invoke(Approvals.approve, approvals, approving,
                                               step=2, k=1))
-            await followed_up(approving)
-            view = approving.followup.send.await_args.kwargs["view"]
-            view.answer = True
-            view.stop()
-            await task
             await settle(bot)  # the approved best grows: 3 candidates at step 3, then no work
             async with session_factory() as s:
                 advancing = list(await s.scalars(select(ImageCandidate.id).where(
@@ -122,12 +117,7 @@ async def test_a_whole_curation_by_taps(session_factory, tmp_path):
             assert advancing == [step2[0]] and step3 == 3
 
             completing = fake_interaction(bot, user=curator, channel_id=channel.id)
-            task = asyncio.create_task(invoke(Runs.complete, runs, completing))
-            await followed_up(completing)
-            confirm = completing.followup.send.await_args.kwargs["view"]
-            confirm.answer = True
-            confirm.stop()
-            await task
+            await confirmed(completing, invoke(Runs.complete, runs, completing))
         finally:
             await scheduler.stop()
 

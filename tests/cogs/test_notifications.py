@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from unittest.mock import MagicMock
 
@@ -16,7 +15,7 @@ from orchestration.overview import set_run_channel
 from orchestration.runs import RunSettings, complete_run
 from orchestration.scheduler import SchedulerEvent
 from tests.factories import make_pipeline, make_run
-from tests.helpers import fake_interaction, fake_text_channel, followed_up, invoke, make_bot
+from tests.helpers import confirmed, fake_interaction, fake_text_channel, invoke, make_bot
 
 
 async def setup_runs(session_factory, tmp_path):
@@ -115,12 +114,7 @@ async def test_approve_asks_for_notices_again(session_factory, tmp_path):
     await cog.on_scheduler_event(succeeded(run))
     approvals = Approvals(cog.bot)
     interaction = fake_interaction(cog.bot, channel_id=channel.id)
-    task = asyncio.create_task(invoke(Approvals.approve, approvals, interaction, step=2, k=1))
-    await followed_up(interaction)
-    view = interaction.followup.send.await_args.kwargs["view"]
-    view.answer = True
-    view.stop()
-    await task
+    await confirmed(interaction, invoke(Approvals.approve, approvals, interaction, step=2, k=1))
     async with session_factory() as s:
         assert (await s.get_one(PipelineRun, run)).no_work_notified_at is None
     notices = [c for c in channel.send.await_args_list if "view" not in c.kwargs]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from unittest.mock import AsyncMock, MagicMock
 
 import discord
@@ -15,10 +14,10 @@ from orchestration.errors import InvalidInput
 from orchestration.runs import hold_run
 from tests.factories import make_pipeline
 from tests.helpers import (
+    confirmed,
     created_channels,
     fake_interaction,
     fake_member,
-    followed_up,
     invoke,
     make_bot,
     replies,
@@ -115,13 +114,8 @@ async def test_complete_in_the_runs_channel_after_confirming(cog, session_factor
     started = await start(cog)
     [channel] = created_channels(started)
     interaction = fake_interaction(cog.bot, channel_id=channel.id)
-    task = asyncio.create_task(invoke(Runs.complete, cog, interaction))
-    await followed_up(interaction)  # the question is on screen
+    await confirmed(interaction, invoke(Runs.complete, cog, interaction))
     assert interaction.response.deferred
-    view = interaction.followup.send.await_args.kwargs["view"]
-    view.answer = True
-    view.stop()
-    await task
     async with session_factory() as s:
         run = (await s.scalars(select(PipelineRun))).one()
     assert run.status is RunStatus.completed
@@ -136,12 +130,7 @@ async def test_complete_when_its_channel_cannot_be_renamed(cog, session_factory)
     channel.edit = AsyncMock(side_effect=discord.Forbidden(
         MagicMock(status=403, reason="Forbidden"), refused))
     interaction = fake_interaction(cog.bot, channel_id=channel.id)
-    task = asyncio.create_task(invoke(Runs.complete, cog, interaction))
-    await followed_up(interaction)
-    view = interaction.followup.send.await_args.kwargs["view"]
-    view.answer = True
-    view.stop()
-    await task
+    await confirmed(interaction, invoke(Runs.complete, cog, interaction))
     async with session_factory() as s:
         assert (await s.scalars(select(PipelineRun))).one().status is RunStatus.completed
     said = interaction.edit_original_response.await_args.kwargs["content"]

@@ -63,16 +63,22 @@ async def test_whole_placeholders_keep_type_embedded_interpolate(session, tmp_pa
     assert stored.payload == payload
 
 
-async def test_parent_image_is_the_uploaded_name(session, tmp_path):
+async def child_job(session, tmp_path, seed: int) -> ClaimedJob:
+    """A claimed step-2 job of the typed pipeline, its parent made."""
     await import_pipeline(session, typed_pipeline(tmp_path / "typed"))
     await create_run(session, "typed", "r", {"prompt": "p", "style": "s", "steps": 1},
                      RunSettings(max_children=1))
-    rng = random.Random(2)
+    rng = random.Random(seed)
     base = await claim_next_job(session, rng)
     assert isinstance(base, ClaimedJob)
     await complete_job(session, base.job_id, [StoredImage("a.png", 0)])
     child = await claim_next_job(session, rng)
     assert isinstance(child, ClaimedJob) and child.step == 2
+    return child
+
+
+async def test_parent_image_is_the_uploaded_name(session, tmp_path):
+    child = await child_job(session, tmp_path, 2)
     payload = await build_job_payload(session, child.job_id, parent_image="curator/p17.png")
     assert payload["1"]["inputs"]["image"] == "curator/p17.png"
     assert payload["2"]["inputs"]["filename_prefix"].split("/")[1] == "02-refine-pass"
@@ -81,15 +87,7 @@ async def test_parent_image_is_the_uploaded_name(session, tmp_path):
 
 
 async def test_submission_stores_payload_and_prompt_id_together(session, tmp_path):
-    await import_pipeline(session, typed_pipeline(tmp_path / "typed"))
-    await create_run(session, "typed", "r", {"prompt": "p", "style": "s", "steps": 1},
-                     RunSettings(max_children=1))
-    rng = random.Random(3)
-    base = await claim_next_job(session, rng)
-    assert isinstance(base, ClaimedJob)
-    await complete_job(session, base.job_id, [StoredImage("a.png", 0)])
-    child = await claim_next_job(session, rng)
-    assert isinstance(child, ClaimedJob)
+    child = await child_job(session, tmp_path, 3)
 
     with pytest.raises(MissingVariables, match=r"\{\{parent_image\}\}"):
         await submit_job_payload(session, child.job_id, prompt_id="p-1", worker="http://w")

@@ -156,13 +156,17 @@ async def test_breadth_first_fills_each_step_before_the_next(session, tmp_path):
     assert (await select_next_job(session, rng)).mode is Mode.no_work
 
 
-async def test_finish_first_classic_raffle(session, tmp_path):
-    """Step 2 holds A (1200) and B (800), step 1 holds C (1500): A wins 60 % of draws."""
+async def finish_first_run(session, tmp_path) -> int:
     await make_pipeline(session, tmp_path, steps=3)
-    run = await make_run(
+    return await make_run(
         session,
         settings=RunSettings(gates=False, order=SelectionOrder.finish_first, max_children=5),
     )
+
+
+async def test_finish_first_classic_raffle(session, tmp_path):
+    """Step 2 holds A (1200) and B (800), step 1 holds C (1500): A wins 60 % of draws."""
+    run = await finish_first_run(session, tmp_path)
     c = await add_candidate(session, run, 1, elo=1500)
     a = await add_candidate(session, run, 2, c, elo=1200)
     b = await add_candidate(session, run, 2, c, elo=800)
@@ -367,11 +371,7 @@ class Fixed(random.Random):
 
 async def test_the_raffle_gives_each_parent_a_slice_as_wide_as_its_elo(session, tmp_path):
     """Slices in id order: A [0, 1200), B [1200, 2000), C [2000, 2001) for Elo 1200, 800, -50."""
-    await make_pipeline(session, tmp_path, steps=3)
-    run = await make_run(
-        session,
-        settings=RunSettings(gates=False, order=SelectionOrder.finish_first, max_children=5),
-    )
+    run = await finish_first_run(session, tmp_path)
     root = await add_candidate(session, run, 1, elo=1000)
     a = await add_candidate(session, run, 2, root, elo=1200)
     b = await add_candidate(session, run, 2, root, elo=800)
