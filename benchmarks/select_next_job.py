@@ -129,19 +129,25 @@ async def measure(url: str, calls: int) -> list[float]:
     return timings[20:]  # the first calls warm caches
 
 
-def run_scale(per_run: int, calls: int) -> tuple[int, list[float]]:
-    path, url = fresh_database(f"select-{per_run}")
-    made = populate(path, per_run, random.Random(per_run))
-    return made, asyncio.run(measure(url, calls))
+ROUNDS = 4
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=400)
     args = parser.parse_args()
-    medians = []
+    scales = []
     for per_run in (200, 2000):
-        made, t = run_scale(per_run, args.calls)
+        path, url = fresh_database(f"select-{per_run}")
+        scales.append((populate(path, per_run, random.Random(per_run)), url))
+    # The two sizes take turns, a quarter of the calls at a time, so a change in the machine's
+    # load (a 2-core VM's neighbours) weighs on both alike instead of skewing their ratio.
+    timings: list[list[float]] = [[] for _ in scales]
+    for _ in range(ROUNDS):
+        for times, (_, url) in zip(timings, scales, strict=True):
+            times.extend(asyncio.run(measure(url, args.calls // ROUNDS)))
+    medians = []
+    for (made, _), t in zip(scales, timings, strict=True):
         med = statistics.median(t)
         medians.append(med)
         print(
