@@ -60,6 +60,14 @@ class JobMode(enum.StrEnum):
     child_generation = "child_generation"
 
 
+class HoldKind(enum.StrEnum):
+    """Why a run is on hold, which decides who lifts it."""
+
+    failures = "failures"  # jobs kept failing: a person fixes the cause, then /resume
+    storage = "storage"  # the data folder cannot take files: lifted once a write works
+    workers = "workers"  # no worker has what the run needs: lifted once one has
+
+
 class JobStatus(enum.StrEnum):
     pending = "pending"
     submitted = "submitted"
@@ -135,6 +143,7 @@ class PipelineRun(Base):
     channel_id: Mapped[int | None] = mapped_column(BigInteger)
     held_reason: Mapped[str | None] = mapped_column(Text)
     held_at: Mapped[datetime | None]
+    held_kind: Mapped[HoldKind | None] = mapped_column(_enum(HoldKind, "hold_kind"))
     created_by: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
@@ -189,7 +198,9 @@ class Job(Base):
     mode: Mapped[JobMode] = mapped_column(_enum(JobMode, "job_mode"))
     reason: Mapped[str] = mapped_column(Text, default="")
     seed: Mapped[int] = mapped_column(BigInteger)
-    payload: Mapped[dict[str, Any] | None]
+    # The values filled into the step's workflow (seed, output prefix, parent image, run
+    # variables): with the step's template they give the prompt, without storing a copy of it.
+    placeholder_values: Mapped[dict[str, Any] | None]
     prompt_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     worker: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[JobStatus] = mapped_column(
@@ -313,3 +324,17 @@ class SchedulerState(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, default=1)
     last_run_id: Mapped[int | None]
+
+
+class ComfyWorker(Base):
+    """One ComfyUI URL this installation has used, with the client id it always gives it.
+
+    ComfyUI sends a prompt's websocket frames only to the client id that queued it; keeping
+    the id across restarts lets a restarted bot hear the end of a prompt it queued before.
+    """
+
+    __tablename__ = "comfy_workers"
+
+    url: Mapped[str] = mapped_column(String(200), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

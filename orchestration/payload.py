@@ -43,20 +43,30 @@ async def _render_and_store(
     session: AsyncSession, job_id: int, parent_image: str | None
 ) -> tuple[Job, dict[str, Any]]:
     job, run, step = await _job_run_step(session, job_id)
+    values = job_values(run, step, job, parent_image)
     try:
-        payload = render_workflow(step.workflow, job_values(run, step, job, parent_image))
+        payload = render_workflow(step.workflow, values)
     except MissingVariableError as err:
         raise MissingVariables(
             f"Job #{job.id} (run #{run.id}, step {job.step} “{step.name}”): {err}."
         ) from err
-    job.payload = payload
+    job.placeholder_values = values
     return job, payload
+
+
+async def stored_prompt(session: AsyncSession, job_id: int) -> dict[str, Any] | None:
+    """The prompt a job was submitted with, rebuilt from its step's template and the values
+    stored on the job (None before it was built)."""
+    job, _, step = await _job_run_step(session, job_id)
+    if job.placeholder_values is None:
+        return None
+    return render_workflow(step.workflow, job.placeholder_values)
 
 
 async def build_job_payload(
     session: AsyncSession, job_id: int, *, parent_image: str | None = None
 ) -> dict[str, Any]:
-    """Render the step's workflow for this job and store it on the job.
+    """Render the step's workflow for this job and store the values filled in on the job.
 
     `parent_image` is the name ComfyUI gave the parent's file when it was uploaded to the
     worker that will run the job (`POST /upload/image`).

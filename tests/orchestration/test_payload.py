@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from db.models import Job, JobStatus, PipelineRun
 from orchestration.errors import MissingVariables
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
-from orchestration.payload import build_job_payload, submit_job_payload
+from orchestration.payload import build_job_payload, stored_prompt, submit_job_payload
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
 
@@ -59,8 +59,24 @@ async def test_whole_placeholders_keep_type_embedded_interpolate(session, tmp_pa
     prefix = payload["9"]["inputs"]["filename_prefix"]
     assert prefix == f"{created.folder}/01-base/job-{job.job_id:06d}"
     assert created.folder == f"run-{created.run_id:04d}-morning-gym-shoot"
+    assert await stored_prompt(session, job.job_id) == payload
+
+
+async def test_a_job_stores_its_values_not_a_copy_of_the_workflow(session, tmp_path):
+    folder = typed_pipeline(tmp_path / "typed")
+    workflow = json.loads((folder / "base.json").read_text())
+    workflow["99"] = {"class_type": "Note", "inputs": {"text": "x" * 200_000}}
+    (folder / "base.json").write_text(json.dumps(workflow))
+    await import_pipeline(session, folder)
+    await create_run(session, "typed", "r", {"prompt": "p", "style": "s", "steps": 2},
+                     RunSettings(max_children=1))
+    job = await claim_next_job(session, random.Random(1))
+    assert isinstance(job, ClaimedJob)
+    payload = await build_job_payload(session, job.job_id)
     stored = await session.get_one(Job, job.job_id)
-    assert stored.payload == payload
+    assert len(json.dumps(stored.placeholder_values)) < 1000
+    assert stored.placeholder_values["seed"] == job.seed
+    assert await stored_prompt(session, job.job_id) == payload
 
 
 async def child_job(session, tmp_path, seed: int) -> ClaimedJob:
@@ -94,7 +110,7 @@ async def test_submission_stores_payload_and_prompt_id_together(session, tmp_pat
     await session.rollback()
     job = await session.get_one(Job, child.job_id)
     await session.refresh(job)
-    assert (job.status, job.prompt_id, job.payload, job.attempts) == (
+    assert (job.status, job.prompt_id, job.placeholder_values, job.attempts) == (
         JobStatus.pending, None, None, 0)
 
     payload = await submit_job_payload(session, child.job_id, prompt_id="p-2",
@@ -102,7 +118,8 @@ async def test_submission_stores_payload_and_prompt_id_together(session, tmp_pat
     await session.refresh(job)
     assert (job.status, job.prompt_id, job.worker, job.attempts) == (
         JobStatus.submitted, "p-2", "http://w", 1)
-    assert job.payload == payload and payload["1"]["inputs"]["image"] == "curator/p1.png"
+    assert await stored_prompt(session, child.job_id) == payload
+    assert job.placeholder_values["parent_image"] == "curator/p1.png"
 
 
 async def test_missing_variable_refused_before_any_job(session, tmp_path):
