@@ -273,6 +273,25 @@ class _Failure:
     node_id: str | None
 
 
+@dataclass
+class _Fault:
+    """An injected answer for the requests that match (see `SimulatedComfy.fault`)."""
+
+    path: str
+    method: str | None
+    status: int | None
+    body: str
+    delay: float
+    times: int | None  # None: every matching request from now on
+    after_handling: bool
+
+    def matches(self, request: web.Request) -> bool:
+        path = request.path.removeprefix("/api")
+        if self.times == 0 or (self.method and request.method != self.method):
+            return False
+        return path == self.path or (self.path.endswith("*") and path.startswith(self.path[:-1]))
+
+
 def _ms() -> int:
     return int(time.time() * 1000)
 
@@ -345,6 +364,7 @@ class SimulatedComfy:
         self._http_faults = 0
         self._http_fault_status = 500
         self._http_fault_after = False
+        self._faults: list[_Fault] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -472,6 +492,31 @@ class SimulatedComfy:
         self._http_fault_status = status
         self._http_fault_after = after_handling
 
+    def fault(
+        self, path: str, *, method: str | None = None, status: int | None = 500,
+        body: str = "simulated server error", delay: float = 0.0, times: int | None = 1,
+        after_handling: bool = False,
+    ) -> None:
+        """Answer requests to `path` (`/history/*` matches a prefix; `/api` is ignored) badly.
+
+        The first `times` matching requests (None: all of them, until `clear_faults`) wait
+        `delay` seconds, then answer `status` with `body`; status None handles the request
+        after the delay (a busy server). With after_handling the request is handled first and
+        the answer waits, so its effect happens whatever the client sees. Rules are tried in
+        the order given.
+        """
+        self._faults.append(_Fault(path, method, status, body, delay, times, after_handling))
+
+    def clear_faults(self) -> None:
+        """Forget every rule given to `fault`; requests are answered normally again."""
+        self._faults.clear()
+
+    async def send_frame(
+        self, kind: str, data: Mapping[str, Any], *, client_id: str | None = None
+    ) -> None:
+        """Send one websocket frame now, to one client id or to every socket."""
+        await self._send(kind, data, client_id)
+
     def pause(self) -> None:
         """Stop starting new prompts (the running one finishes); they stay pending."""
         self._paused = True
@@ -559,6 +604,17 @@ class SimulatedComfy:
             if self._http_fault_after:
                 await handler(request)
             return web.Response(status=self._http_fault_status, text="simulated server error")
+        rule = next((f for f in self._faults if f.matches(request)), None)
+        if rule is not None:
+            if rule.times is not None:
+                rule.times -= 1
+            answer: web.StreamResponse | None = None
+            if rule.after_handling:
+                answer = await handler(request)
+            await asyncio.sleep(rule.delay)
+            if rule.status is not None:
+                return web.Response(status=rule.status, text=rule.body)
+            return answer if answer is not None else await handler(request)
         response: web.StreamResponse = await handler(request)
         return response
 

@@ -604,3 +604,24 @@ async def test_serve_runs_until_cancelled(unused_tcp_port: int, tmp_path: Path) 
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+
+
+async def test_fault_rules_match_paths_count_down_and_delay(sim: SimulatedComfy) -> None:
+    import aiohttp
+
+    sim.fault("/history/*", status=503, body="busy", times=2)
+    sim.fault("/queue", method="GET", status=None, delay=0.05, times=None)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.get(f"{sim.url}/api/history/x") as resp:
+                assert (resp.status, await resp.text()) == (503, "busy")
+        async with http.get(f"{sim.url}/history/x") as resp:
+            assert resp.status == 200 and await resp.json() == {}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with http.get(f"{sim.url}/queue") as resp:
+            assert resp.status == 200
+        assert loop.time() - started >= 0.05
+        sim.clear_faults()
+        async with http.get(f"{sim.url}/system_stats") as resp:
+            assert resp.status == 200
