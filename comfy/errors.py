@@ -4,7 +4,8 @@ The client maps every transport failure to one of these at its edge, so callers 
 aiohttp exception::
 
     ComfyError
-    ├── ComfyUnavailable    the server cannot be reached (refused, timed out, 5xx after retries)
+    ├── ComfyUnavailable    the server cannot be reached (refused, no connection, host unknown)
+    ├── ComfyUnhealthy      the server answers, but with errors (5xx) or too slowly, after retries
     ├── ComfyRejected       POST /prompt answered 400: this server will not run the workflow
     └── ComfyProtocolError  an answer we do not understand (unexpected status or shape)
 
@@ -23,6 +24,7 @@ __all__ = [
     "ComfyProtocolError",
     "ComfyRejected",
     "ComfyUnavailable",
+    "ComfyUnhealthy",
     "describe_rejection",
 ]
 
@@ -38,6 +40,22 @@ class ComfyUnavailable(ComfyError):
         self.url = url
         self.cause = cause
         super().__init__(f"ComfyUI at {url} is not reachable: {cause}")
+
+
+class ComfyUnhealthy(ComfyError):
+    """ComfyUI is up but keeps failing one kind of request: a 5xx, or no answer in time.
+
+    `what` names the request ("GET /history/…"), `status` the HTTP status (None for a
+    timeout) and `detail` what ComfyUI said, or how long we waited.
+    """
+
+    def __init__(self, url: str, what: str, detail: str, *, status: int | None = None) -> None:
+        self.url = url
+        self.what = what
+        self.detail = detail
+        self.status = status
+        answer = f"HTTP {status}: {detail}" if status is not None else detail
+        super().__init__(f"ComfyUI at {url} answers, but {what} failed: {answer}")
 
 
 class ComfyProtocolError(ComfyError):
