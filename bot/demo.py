@@ -306,7 +306,7 @@ class Demo:
             ids = ", ".join(f"#{i}" for i in event.candidate_ids)
             self._note(f"{run.label}: job {event.job_id} made {ids} at step {event.step}  "
                        f"({run.counts_text()})")
-        elif event.kind in ("job_failed", "run_held"):
+        elif event.kind in ("job_failed", "run_held", "run_resumed"):
             where = run.label if run is not None else f"run {event.run_id}"
             self._note(f"{where}: {event.kind.replace('_', ' ')}: {event.message}", notable=True)
         else:

@@ -1,5 +1,5 @@
-"""News in the runs' channels: holds, workers going down or coming back, a step awaiting
-approval and a run with no work left."""
+"""News in the runs' channels: holds and their lifting, workers going down, failing or coming
+back, a step awaiting approval and a run with no work left."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot.app import CuratorBot
+from db.models import HoldKind
 from orchestration.notices import due_notices, runs_to_notify
 from orchestration.overview import run_channel, running_run_channels
 from orchestration.scheduler import SchedulerEvent
@@ -16,7 +17,24 @@ from orchestration.scheduler import SchedulerEvent
 log = logging.getLogger(__name__)
 
 
+# Events about one run, posted in its channel; the others go to every running run's channel.
+RUN_EVENTS = frozenset({"run_held", "run_resumed"})
+
+
 def describe(event: SchedulerEvent) -> str | None:
+    if event.kind == "run_held" and event.hold_kind is HoldKind.storage:
+        return (
+            f"⏸️ This run is on hold: {event.message}.\n"
+            "Free space in the data folder (or make it writable again); the run goes on by "
+            "itself once a file can be written. The job that could not be stored is made again."
+        )
+    if event.kind == "run_resumed":
+        return f"▶️ The hold is lifted: {event.message}. Work goes on."
+    if event.kind == "worker_unhealthy":
+        return (
+            f"⚠️ {event.message}. The bot keeps following its job with growing pauses and "
+            "makes it again if it waits too long; check ComfyUI's console."
+        )
     if event.kind == "run_held":
         return (
             f"⏸️ This run is on hold: {event.message}\n"
@@ -76,7 +94,7 @@ class Notifications(commands.Cog):
         if text is None:
             return
         async with self.bot.sessions() as session:
-            if event.kind == "run_held" and event.run_id is not None:
+            if event.kind in RUN_EVENTS and event.run_id is not None:
                 found = await run_channel(session, event.run_id)
                 channels = [found] if found is not None else []
             else:

@@ -502,6 +502,18 @@ class ComfyClient:
         name: str = body["name"]
         return f"{folder}/{name}" if folder else name
 
+    async def input_exists(self, filename: str, subfolder: str = "") -> bool:
+        """Whether the input folder has this file (`HEAD /view?type=input`; ComfyUI answers
+        404 for a file that is not there). Lets a caller skip uploading bytes it named by
+        their hash."""
+        params = {"filename": filename, "subfolder": subfolder, "type": "input"}
+        answer = await self._retrying(lambda: self._send("HEAD", "/view", params=params))
+        if answer.status == 200:
+            return True
+        if answer.status == 404:
+            return False
+        raise self._unexpected(f"HEAD /view {filename}", answer)
+
     async def queue(self) -> QueueState:
         """What ComfyUI is running and has waiting (`GET /queue`)."""
         answer = await self._retrying(lambda: self._send("GET", "/queue"))

@@ -365,6 +365,8 @@ class SimulatedComfy:
         self._http_fault_status = 500
         self._http_fault_after = False
         self._faults: list[_Fault] = []
+        self._rename_output: Callable[[str], str] | None = None
+        self._renamed: dict[tuple[str, str, str], Path] = {}  # reported name -> real file
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -510,6 +512,12 @@ class SimulatedComfy:
     def clear_faults(self) -> None:
         """Forget every rule given to `fault`; requests are answered normally again."""
         self._faults.clear()
+
+    def rename_outputs(self, rename: Callable[[str], str] | None) -> None:
+        """Report each file saved from now on under `rename(name)` (history, frames) and serve
+        it under that name from /view: a server whose output names are not what a client
+        expects (a NUL byte, a very long suffix). None: names are reported as saved again."""
+        self._rename_output = rename
 
     async def send_frame(
         self, kind: str, data: Mapping[str, Any], *, client_id: str | None = None
@@ -761,6 +769,9 @@ class SimulatedComfy:
             return web.Response(status=400)
         if folder_type not in ("input", "output", "temp"):
             return web.Response(status=400)
+        renamed = self._renamed.get((folder_type, request.query.get("subfolder", ""), filename))
+        if renamed is not None:
+            return web.FileResponse(renamed)
         base = (self._root / folder_type).resolve()
         folder = (base / request.query.get("subfolder", "")).resolve()
         if not folder.is_relative_to(base):
@@ -1317,6 +1328,10 @@ class SimulatedComfy:
         for image in images:
             name = f"{prefix}_{counter:05}_.png"
             image.save(folder / name, pnginfo=info, compress_level=4)
+            if self._rename_output is not None:
+                reported = self._rename_output(name)
+                self._renamed[(folder_type, subfolder, reported)] = folder / name
+                name = reported
             written.append({"filename": name, "subfolder": subfolder, "type": folder_type})
             counter += 1
         return written

@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 from db.base import utcnow
 from db.models import (
     IN_FLIGHT,
+    CandidateStatus,
     ImageCandidate,
     Job,
     JobMode,
@@ -198,6 +199,18 @@ async def end_job(
         job.finished_at = utcnow()
         await session.commit()
     return job
+
+
+async def reject_unreadable_parent(session: AsyncSession, candidate_id: int, reason: str) -> None:
+    """A candidate whose file is gone or is not an image can never be a parent: rejected, with
+    the reason kept in `rejected_by` (the gallery shows it rejected), so selection stops
+    choosing it and a resumed run does not fail on it again."""
+    cand = await session.get(ImageCandidate, candidate_id)
+    if cand is not None and cand.status is not CandidateStatus.rejected:
+        cand.status = CandidateStatus.rejected
+        cand.advancing = False
+        cand.rejected_by = reason[:100]
+        await session.commit()
 
 
 async def recount_child_slots(session: AsyncSession) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from db.base import utcnow
 from db.models import (
+    HoldKind,
     Pipeline,
     PipelineRun,
     PipelineRunStep,
@@ -161,13 +162,51 @@ async def complete_run(session: AsyncSession, run_id: int) -> PipelineRun:
     return run
 
 
-async def hold_run(session: AsyncSession, run_id: int, reason: str) -> PipelineRun:
-    """Stop giving the run new jobs until a person resumes it; jobs in flight still finish."""
+async def hold_run(
+    session: AsyncSession, run_id: int, reason: str, kind: HoldKind = HoldKind.failures
+) -> PipelineRun:
+    """Stop giving the run new jobs until the hold is lifted; jobs in flight still finish."""
     run = await get_running_run(session, run_id)
     run.held_reason = reason or "held"
     run.held_at = utcnow()
+    run.held_kind = kind
     await session.commit()
     return run
+
+
+async def hold_for_storage(session: AsyncSession, run_id: int, reason: str) -> bool:
+    """Hold a run because its files cannot be written; True if this made the hold.
+
+    A run already on hold keeps its hold: a person's hold must not be lifted by the data
+    folder working again.
+    """
+    run = await get_run(session, run_id)
+    if run.status is RunStatus.completed or run.held_reason is not None:
+        return False
+    await hold_run(session, run_id, reason, HoldKind.storage)
+    return True
+
+
+async def storage_held_runs(session: AsyncSession) -> list[int]:
+    rows = await session.scalars(
+        select(PipelineRun.id).where(PipelineRun.held_kind == HoldKind.storage,
+                                     PipelineRun.held_reason.is_not(None))
+    )
+    return list(rows)
+
+
+async def lift_storage_holds(session: AsyncSession) -> list[int]:
+    """Lift every hold made because files could not be written; returns the runs lifted
+    (each once, even with several workers lifting at the same time)."""
+    result = await session.execute(
+        update(PipelineRun)
+        .where(PipelineRun.held_kind == HoldKind.storage, PipelineRun.held_reason.is_not(None))
+        .values(held_reason=None, held_at=None, held_kind=None)
+        .returning(PipelineRun.id)
+    )
+    lifted = sorted(result.scalars())
+    await session.commit()
+    return lifted
 
 
 async def resume_run(session: AsyncSession, run_id: int) -> PipelineRun:
@@ -176,5 +215,6 @@ async def resume_run(session: AsyncSession, run_id: int) -> PipelineRun:
         raise Conflict(f"Run #{run.id} “{run.name}” is not on hold.")
     run.held_reason = None
     run.held_at = None
+    run.held_kind = None
     await session.commit()
     return run

@@ -15,22 +15,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hashlib
+import io
 import logging
+import os
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from PIL import Image
 from sqlalchemy import select
 
 from comfy.client import ComfyClient, PromptResult
-from comfy.errors import ComfyError, ComfyRejected, ComfyUnavailable
+from comfy.errors import (
+    ComfyError,
+    ComfyProtocolError,
+    ComfyRejected,
+    ComfyUnavailable,
+    ComfyUnhealthy,
+)
 from db.engine import SessionFactory
-from db.models import Job, JobStatus
+from db.models import HoldKind, Job, JobStatus
 from orchestration.errors import DomainError
 from orchestration.jobs import (
     ClaimedJob,
@@ -41,21 +53,32 @@ from orchestration.jobs import (
     complete_job,
     end_job,
     failure_streak,
+    get_job,
     job_context,
     mark_running,
     recount_child_slots,
+    reject_unreadable_parent,
     unfinished_jobs,
 )
 from orchestration.payload import submit_job_payload
-from orchestration.runs import hold_run
-from orchestration.storage import image_relpath, write_atomically
+from orchestration.runs import hold_for_storage, hold_run, lift_storage_holds, storage_held_runs
+from orchestration.storage import image_relpath, image_suffix, write_atomically
+from orchestration.workers import worker_client_id
 
 log = logging.getLogger(__name__)
 
 HOLD_AFTER_FAILURES = 3
 UPLOAD_SUBFOLDER = "comfy-curator"
+# A job in hand when the worker loop met an unexpected error this often is failed, not retried.
+RESTARTS_BEFORE_FAILING = 2
+# Errors writing a file that are the box's (a full disk, a read-only or forbidden folder, a
+# quota), not the job's: the runs wait for the data folder instead of failing.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT})
+TOO_DEEP = ("the workflow is nested too deeply for Python to load, fill in or send it "
+            "(recursion limit); flatten the inputs that nest lists or objects")
 
-EventKind = Literal["job_succeeded", "job_failed", "run_held", "worker_down", "worker_up"]
+EventKind = Literal["job_succeeded", "job_failed", "run_held", "run_resumed", "worker_down",
+                    "worker_up", "worker_unhealthy"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,7 @@ class SchedulerEvent:
     step: int | None = None
     candidate_ids: tuple[int, ...] = ()
     image_paths: tuple[str, ...] = ()  # the new candidates' files, relative to DATA_DIR
+    hold_kind: HoldKind | None = None  # run_held: who lifts it
 
 
 @dataclass
@@ -107,6 +131,49 @@ def _job_log(run_id: int, job_id: int) -> _JobLog:
 EventHandler = Callable[[SchedulerEvent], Awaitable[None]]
 
 
+class _ParentUnreadable(Exception):
+    """The parent's file is gone or is not an image: the candidate cannot be a parent."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _read_parent(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise _ParentUnreadable("missing") from err
+    except IsADirectoryError as err:
+        raise _ParentUnreadable("not a readable image") from err
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except Exception as err:  # Pillow raises many kinds for a broken file
+        raise _ParentUnreadable("not a readable image") from err
+    return data
+
+
+def _unhealthy(err: ComfyError) -> ComfyUnhealthy | None:
+    """The error as ComfyUnhealthy if the server answered but failed (a 5xx, a read timeout).
+
+    Clients that report those as ComfyUnavailable keep the cause; reading it keeps "down"
+    for a server that cannot be reached at all.
+    """
+    if isinstance(err, ComfyUnhealthy):
+        return err
+    if not isinstance(err, ComfyUnavailable):
+        return None
+    cause = err.__cause__
+    status = getattr(cause, "status", None)
+    if isinstance(status, int) and status >= 500:
+        detail = str(cause).removeprefix(f"HTTP {status}").strip() or "server error"
+        return ComfyUnhealthy(err.url, "a request", detail, status=status)
+    if isinstance(cause, TimeoutError) and not isinstance(cause, aiohttp.ConnectionTimeoutError):
+        return ComfyUnhealthy(err.url, "a request", err.cause)
+    return None
+
+
 class Scheduler:
     def __init__(
         self,
@@ -119,7 +186,17 @@ class Scheduler:
         down_retry_seconds: float = 5.0,
         client_options: Mapping[str, Any] | None = None,
         on_event: EventHandler | None = None,
+        unhealthy_job_limit: float = 600.0,
+        unhealthy_max_backoff: float = 60.0,
+        storage_probe_seconds: float = 10.0,
     ) -> None:
+        """
+        unhealthy_job_limit: how long a job may wait on a ComfyUI that answers with errors
+            before it is cancelled (and made again).
+        unhealthy_max_backoff: the longest pause between two tries on such a server.
+        storage_probe_seconds: while runs wait for the data folder, how often a test write
+            checks whether it takes files again.
+        """
         if not workers:
             raise ValueError("at least one ComfyUI URL is needed")
         self.sessions = sessions
@@ -132,11 +209,21 @@ class Scheduler:
         self.on_event = on_event
         self.progress: dict[str, JobProgress] = {}
         self.up: dict[str, bool | None] = dict.fromkeys(self.workers)  # None: not known yet
+        # What a worker's ComfyUI keeps failing with, while it answers but unhealthily.
+        self.unhealthy: dict[str, str | None] = dict.fromkeys(self.workers)
+        self.unhealthy_job_limit = unhealthy_job_limit
+        self.unhealthy_max_backoff = unhealthy_max_backoff
+        self.storage_probe_seconds = storage_probe_seconds
         self.jobs_done = 0
         self._wake = asyncio.Event()
         self._idle: dict[str, asyncio.Event] = {w: asyncio.Event() for w in self.workers}
         self._tasks: list[asyncio.Task[None]] = []
         self._ticker: AsyncIOScheduler | None = None
+        self._in_hand: dict[str, int] = {}  # worker -> the job it is working on
+        self._restarts: dict[int, int] = {}  # job -> unexpected errors it met
+        self._unhealthy_since: dict[int, float] = {}  # job -> first unhealthy answer
+        self._unhealthy_tries: dict[str, int] = dict.fromkeys(self.workers, 0)
+        self._storage_holds = True  # runs may wait for the data folder: probe until known
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -172,6 +259,7 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._in_hand.clear()
 
     def wake(self) -> None:
         """Something changed that may make work (a vote, an approval, a run started)."""
@@ -189,7 +277,9 @@ class Scheduler:
     # -- one worker ----------------------------------------------------------------------------
 
     async def _worker_loop(self, url: str) -> None:
-        options = {"client_id": f"comfy-curator-{uuid.uuid4().hex[:12]}", **self.client_options}
+        async with self.sessions() as session:
+            client_id = await worker_client_id(session, url)
+        options = {"client_id": client_id, **self.client_options}
         async with ComfyClient(url, **options) as client:
             while True:
                 try:
@@ -197,27 +287,40 @@ class Scheduler:
                     await self._set_up(url, True, "")
                     await self._reconcile(client)
                     await self._serve(client)
-                except ComfyUnavailable as err:
+                except (ComfyUnavailable, ComfyUnhealthy) as err:
                     self._idle[url].clear()
+                    unhealthy = _unhealthy(err)
+                    if unhealthy is not None:
+                        await self._set_unhealthy(url, unhealthy)
+                        await self._release_in_hand(url, str(unhealthy), unhealthy=True)
+                        await asyncio.sleep(self._backoff(url))
+                        continue
+                    await self._release_in_hand(url, "ComfyUI was not reachable")
                     await self._set_up(url, False, str(err))
                     await self._wait_until_up(client)
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # a bug must not stop the GPU box for good
+                except Exception as err:  # a bug must not stop the GPU box for good
                     log.exception("worker %s: unexpected error; starting over in %g s", url,
                                   self.down_retry_seconds)
                     self._idle[url].clear()
+                    await self._end_in_hand_after_bug(url, err)
                     await asyncio.sleep(self.down_retry_seconds)
 
     async def _serve(self, client: ComfyClient) -> None:
         idle = self._idle[client.url]
         while True:
             self._wake.clear()
+            await self._probe_storage()
             async with self.sessions() as session:
                 claimed = await claim_next_job(session, self.rng)
             if not isinstance(claimed, ClaimedJob):
                 idle.set()
-                await self._wake.wait()
+                if self._storage_holds:  # look again soon: the hold lifts itself
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.storage_probe_seconds)
+                else:
+                    await self._wake.wait()
                 continue
             idle.clear()
             _job_log(claimed.run_id, claimed.job_id).info("%s", claimed.reason)
@@ -233,6 +336,9 @@ class Scheduler:
     async def _set_up(self, url: str, up: bool, detail: str) -> None:
         was = self.up.get(url)
         self.up[url] = up
+        if not up:  # down says more than unhealthy; back up, it is judged afresh
+            self.unhealthy[url] = None
+            self._unhealthy_tries[url] = 0
         if was == up:
             return
         if up:
@@ -244,50 +350,206 @@ class Scheduler:
                       self.down_retry_seconds)
             await self._emit(SchedulerEvent("worker_down", detail, url))
 
+    async def _set_unhealthy(self, url: str, err: ComfyUnhealthy) -> None:
+        self._unhealthy_tries[url] += 1
+        if self.unhealthy.get(url) is not None:
+            return
+        self.unhealthy[url] = str(err)
+        log.error("worker %s: %s; following its job with growing pauses (up to %g s), and "
+                  "cancelling a job that waits longer than %g s", url, err,
+                  self.unhealthy_max_backoff, self.unhealthy_job_limit)
+        await self._emit(SchedulerEvent("worker_unhealthy", str(err), url))
+
+    async def _set_healthy(self, url: str) -> None:
+        self._unhealthy_tries[url] = 0
+        if self.unhealthy.get(url) is None:
+            return
+        self.unhealthy[url] = None
+        log.info("worker %s: ComfyUI answers normally again", url)
+        await self._emit(SchedulerEvent("worker_up", f"ComfyUI at {url} answers normally again.",
+                                        url))
+
+    def _backoff(self, url: str) -> float:
+        tries = max(self._unhealthy_tries[url] - 1, 0)
+        return float(min(self.down_retry_seconds * 2 ** min(tries, 30),
+                         self.unhealthy_max_backoff))
+
+    async def _release_in_hand(self, url: str, reason: str, *, unhealthy: bool = False) -> None:
+        """After ComfyUI failed a worker: a job not yet on ComfyUI is cancelled (its place
+        freed); one on ComfyUI is left to the next reconciliation, but no longer than
+        `unhealthy_job_limit` while the server answers with errors."""
+        job_id = self._in_hand.pop(url, None)
+        if job_id is None:
+            return
+        async with self.sessions() as session:
+            job = await get_job(session, job_id)
+            status, run_id = job.status, job.run_id
+            if status is JobStatus.pending:
+                await end_job(session, job_id, reason, JobStatus.cancelled)
+                self._unhealthy_since.pop(job_id, None)
+                self.wake()
+                return
+            if not unhealthy or status not in (JobStatus.submitted, JobStatus.running):
+                return
+            now = time.monotonic()
+            since = self._unhealthy_since.setdefault(job_id, now)
+            if now - since < self.unhealthy_job_limit:
+                return
+            self._unhealthy_since.pop(job_id, None)
+            why = f"ComfyUI kept failing for {self.unhealthy_job_limit:g} s: {reason}"
+            await end_job(session, job_id, why, JobStatus.cancelled)
+        _job_log(run_id, job_id).warning("cancelled: %s", why)
+        self.wake()
+
+    async def _end_in_hand_after_bug(self, url: str, err: Exception) -> None:
+        """A job in hand when an unexpected error fired is ended: at once if it never reached
+        ComfyUI, failed once it met such an error twice (else it would be retried forever)."""
+        job_id = self._in_hand.pop(url, None)
+        if job_id is None:
+            return
+        restarts = self._restarts[job_id] = self._restarts.get(job_id, 0) + 1
+        detail = f"{type(err).__name__}: {err}"[:300]
+        async with self.sessions() as session:
+            ctx = await job_context(session, job_id)
+            if ctx.status is JobStatus.pending:
+                self._restarts.pop(job_id, None)
+                await end_job(session, job_id, f"an internal error stopped the job before it "
+                              f"reached ComfyUI ({detail}); see the log", JobStatus.cancelled)
+                self.wake()
+                return
+        if ctx.status in (JobStatus.submitted, JobStatus.running) \
+                and restarts >= RESTARTS_BEFORE_FAILING:
+            self._restarts.pop(job_id, None)
+            await self._fail(ctx, f"an internal error stopped the job {restarts} times "
+                                  f"({detail}); see the log", url)
+
+    # -- the data folder -----------------------------------------------------------------------
+
+    async def _probe_storage(self) -> None:
+        """While runs wait for the data folder, try a small write; once it works, lift their
+        holds and say so."""
+        if not self._storage_holds:
+            return
+        async with self.sessions() as session:
+            waiting = await storage_held_runs(session)
+        if not waiting:
+            self._storage_holds = False
+            return
+        try:
+            await asyncio.to_thread(self._test_write)
+        except OSError as err:
+            log.debug("the data folder still cannot take files: %s", err)
+            return
+        async with self.sessions() as session:
+            lifted = await lift_storage_holds(session)
+        self._storage_holds = False
+        for run_id in lifted:
+            log.info("run %d: the data folder takes files again; the run goes on", run_id)
+            await self._emit(SchedulerEvent(
+                "run_resumed", "the data folder takes files again", "", run_id,
+                hold_kind=HoldKind.storage))
+        if lifted:
+            self.wake()
+
+    def _test_write(self) -> None:
+        probe = write_atomically(self.data_dir, f".write-test-{os.getpid()}", b"ok")
+        probe.unlink(missing_ok=True)
+
+    async def _storage_fault(self, ctx: JobContext, err: OSError, worker: str) -> None:
+        code = err.errno or 0
+        where = f" ({err.filename})" if err.filename else ""
+        reason = f"the data folder cannot take files: {os.strerror(code)}{where}"
+        jlog = _job_log(ctx.run_id, ctx.job_id)
+        async with self.sessions() as session:
+            await end_job(session, ctx.job_id, reason, JobStatus.cancelled)
+            made = await hold_for_storage(session, ctx.run_id, reason)
+        self._storage_holds = True
+        jlog.error("cancelled, and the run waits for the data folder: %s", reason)
+        if made:
+            await self._emit(SchedulerEvent("run_held", reason, worker, ctx.run_id, ctx.job_id,
+                                            ctx.step, hold_kind=HoldKind.storage))
+        self.wake()
+
     # -- one job -------------------------------------------------------------------------------
 
     async def _run(self, client: ComfyClient, claimed: ClaimedJob) -> None:
-        jlog = _job_log(claimed.run_id, claimed.job_id)
+        """Take one job to its end. Every failure of the job's own ends it here (failed or
+        cancelled); a ComfyUI outage, or a bug, reaches `_worker_loop` with the job in hand."""
         async with self.sessions() as session:
             ctx = await job_context(session, claimed.job_id)
+        self._in_hand[client.url] = ctx.job_id
+        await self._submit(client, ctx)
+        self._in_hand.pop(client.url, None)
+
+    async def _submit(self, client: ComfyClient, ctx: JobContext) -> None:
+        jlog = _job_log(ctx.run_id, ctx.job_id)
         prompt_id = uuid.uuid4().hex
         try:
             parent_image = await self._upload_parent(client, ctx)
+        except _ParentUnreadable as err:
+            await self._reject_parent(ctx, err.what, client.url)
+            return
+        except OSError as err:
+            await self._fail(ctx, f"the parent image could not be read: {err}", client.url)
+            return
+        except ComfyProtocolError as err:
+            await self._fail(ctx, f"ComfyUI refused the parent image: {err}", client.url)
+            return
+        try:
             async with self.sessions() as session:
                 payload = await submit_job_payload(session, ctx.job_id, prompt_id=prompt_id,
                                                    worker=client.url, parent_image=parent_image)
         except DomainError as err:
             await self._fail(ctx, str(err), client.url)
             return
-        except FileNotFoundError as err:
-            await self._fail(ctx, f"the parent image is missing on disk: {err.filename}",
-                             client.url)
+        except RecursionError:
+            await self._fail(ctx, TOO_DEEP, client.url)
             return
-        except ComfyUnavailable:
-            async with self.sessions() as session:  # nothing reached ComfyUI: free the place
-                await end_job(session, ctx.job_id, "ComfyUI was not reachable",
-                              JobStatus.cancelled)
-            raise
         try:
             await client.submit(payload, prompt_id=prompt_id)
         except ComfyRejected as err:
             jlog.warning("ComfyUI refused the prompt: %s", err)
             await self._fail(ctx, str(err), client.url)
             return
+        except RecursionError:
+            await self._fail(ctx, TOO_DEEP, client.url)
+            return
+        except ComfyProtocolError as err:
+            await self._fail(ctx, f"ComfyUI did not take the prompt: {err}", client.url)
+            return
         jlog.info("submitted to %s as %s", client.url, prompt_id)
         await self._follow(client, ctx, prompt_id)
 
     async def _upload_parent(self, client: ComfyClient, ctx: JobContext) -> str | None:
+        """Named by a hash of its bytes, so that two installations sharing a ComfyUI never
+        load each other's parents, and bytes already there are not sent again."""
         if ctx.parent_path is None:
             return None
-        data = await asyncio.to_thread((self.data_dir / ctx.parent_path).read_bytes)
-        name = f"{ctx.run_folder}-c{ctx.parent_id}{PurePosixPath(ctx.parent_path).suffix}"
+        data = await asyncio.to_thread(_read_parent, self.data_dir / ctx.parent_path)
+        name = f"cc-{hashlib.sha256(data).hexdigest()[:32]}{image_suffix(ctx.parent_path)}"
+        if await client.input_exists(name, UPLOAD_SUBFOLDER):
+            return f"{UPLOAD_SUBFOLDER}/{name}"
         return await client.upload_image(data, name, subfolder=UPLOAD_SUBFOLDER)
 
-    async def _follow(self, client: ComfyClient, ctx: JobContext, prompt_id: str) -> None:
+    async def _reject_parent(self, ctx: JobContext, what: str, worker: str) -> None:
+        assert ctx.parent_id is not None
+        _job_log(ctx.run_id, ctx.job_id).warning(
+            "parent #%d rejected: its image file %s is %s", ctx.parent_id, ctx.parent_path, what)
+        async with self.sessions() as session:
+            await reject_unreadable_parent(session, ctx.parent_id,
+                                           f"scheduler: image file {what}")
+        await self._fail(ctx, f"the image file of parent #{ctx.parent_id} ({ctx.parent_path}) "
+                              f"is {what}; it is rejected as a parent", worker)
+
+    async def _follow(
+        self, client: ComfyClient, ctx: JobContext, prompt_id: str, *, running: bool = False
+    ) -> None:
+        if running:
+            async with self.sessions() as session:
+                await mark_running(session, ctx.job_id)
         progress = JobProgress(ctx.job_id, ctx.run_id, ctx.step, client.url)
         self.progress[client.url] = progress
-        marked = False
+        marked = running
 
         async def on_progress(node: str, value: float, maximum: float) -> None:
             nonlocal marked
@@ -301,6 +563,8 @@ class Scheduler:
             result = await client.follow(prompt_id, on_progress)
         finally:
             self.progress.pop(client.url, None)
+        self._unhealthy_since.pop(ctx.job_id, None)
+        await self._set_healthy(client.url)
         await self._finish(client, ctx, result)
 
     async def _finish(self, client: ComfyClient, ctx: JobContext, result: PromptResult) -> None:
@@ -323,10 +587,28 @@ class Scheduler:
             return
         stored: list[StoredImage] = []
         for index, image in enumerate(images):
-            data = await client.download(image)
-            suffix = PurePosixPath(image.filename).suffix or ".png"
+            try:
+                data = await client.download(image)
+            except ComfyProtocolError as err:
+                await self._fail(ctx, f"could not download an output: {err}", client.url)
+                return
+            except (ComfyUnavailable, ComfyUnhealthy) as err:
+                unhealthy = _unhealthy(err)
+                if unhealthy is None or unhealthy.status is not None:
+                    raise  # the server's trouble, not the output's: followed again later
+                await self._fail(ctx, f"could not download an output in time "
+                                      f"({unhealthy.detail}): {image.filename!r}", client.url)
+                return
+            suffix = image_suffix(image.filename)
             rel = image_relpath(ctx.run_folder, ctx.step_slug, ctx.job_id, index, suffix)
-            await asyncio.to_thread(write_atomically, self.data_dir, rel, data)
+            try:
+                await asyncio.to_thread(write_atomically, self.data_dir, rel, data)
+            except OSError as err:
+                if err.errno in STORAGE_ERRNOS:
+                    await self._storage_fault(ctx, err, client.url)
+                else:
+                    await self._fail(ctx, f"could not store an output: {err}", client.url)
+                return
             stored.append(StoredImage(rel, index))
         async with self.sessions() as session:
             ids = await complete_job(session, ctx.job_id, stored)
@@ -349,7 +631,7 @@ class Scheduler:
                 reason = (f"{HOLD_AFTER_FAILURES} jobs in a row failed at step {ctx.step}; "
                           f"the last error: {errors[0]}")
                 try:
-                    await hold_run(session, ctx.run_id, reason)
+                    await hold_run(session, ctx.run_id, reason, HoldKind.failures)
                 except DomainError:  # completed meanwhile: nothing to hold
                     reason = None
         await self._emit(SchedulerEvent("job_failed", error, worker, ctx.run_id, ctx.job_id,
@@ -357,7 +639,7 @@ class Scheduler:
         if reason:
             jlog.error("run put on hold: %s", reason)
             await self._emit(SchedulerEvent("run_held", reason, worker, ctx.run_id, ctx.job_id,
-                                            ctx.step))
+                                            ctx.step, hold_kind=HoldKind.failures))
         self.wake()
 
     # -- recovery ------------------------------------------------------------------------------
@@ -369,25 +651,33 @@ class Scheduler:
         for job_id in job_ids:
             async with self.sessions() as session:
                 ctx = await job_context(session, job_id)
-            jlog = _job_log(ctx.run_id, ctx.job_id)
-            if ctx.prompt_id is None:  # cannot happen: the id is stored with the status
-                await self._fail(ctx, "no prompt id was recorded", client.url)
-                continue
-            result = await client.history(ctx.prompt_id)
-            if result is not None:
-                jlog.info("recovered: finished on ComfyUI while we were away")
-                await self._finish(client, ctx, result)
-                continue
-            if ctx.prompt_id in await client.queue():
-                jlog.info("recovered: still queued on ComfyUI; following it")
-                await self._follow(client, ctx, ctx.prompt_id)
-                continue
-            jlog.warning("ComfyUI no longer knows prompt %s; the job will be made again",
-                         ctx.prompt_id)
-            async with self.sessions() as session:
-                await end_job(session, ctx.job_id,
-                              f"ComfyUI at {client.url} no longer knew the prompt",
-                              JobStatus.cancelled)
+            self._in_hand[client.url] = job_id
+            await self._recover(client, ctx)
+            self._in_hand.pop(client.url, None)
+
+    async def _recover(self, client: ComfyClient, ctx: JobContext) -> None:
+        jlog = _job_log(ctx.run_id, ctx.job_id)
+        if ctx.prompt_id is None:  # cannot happen: the id is stored with the status
+            await self._fail(ctx, "no prompt id was recorded", client.url)
+            return
+        result = await client.history(ctx.prompt_id)
+        if result is not None:
+            jlog.info("recovered: finished on ComfyUI while we were away")
+            await self._finish(client, ctx, result)
+            return
+        queue = await client.queue()
+        if ctx.prompt_id in queue:
+            running = ctx.prompt_id in queue.running
+            jlog.info("recovered: still %s on ComfyUI; following it",
+                      "running" if running else "queued")
+            await self._follow(client, ctx, ctx.prompt_id, running=running)
+            return
+        jlog.warning("ComfyUI no longer knows prompt %s; the job will be made again",
+                     ctx.prompt_id)
+        async with self.sessions() as session:
+            await end_job(session, ctx.job_id,
+                          f"ComfyUI at {client.url} no longer knew the prompt",
+                          JobStatus.cancelled)
 
     async def _release_orphans(self) -> None:
         """Jobs left on a worker that is no longer configured cannot be followed."""

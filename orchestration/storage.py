@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+_SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
+
+
+def image_suffix(filename: str) -> str:
+    """The suffix of a file ComfyUI named, if it is a plain one (`.png`, `.webp`); else
+    `.png`. The name comes from the server, so it may hold anything (a NUL, 300 letters)."""
+    suffix = PurePosixPath(filename.replace("\0", "")).suffix
+    return suffix.lower() if _SAFE_SUFFIX.fullmatch(suffix) else ".png"
 
 
 def image_relpath(run_folder: str, step_slug: str, job_id: int, index: int, suffix: str) -> str:

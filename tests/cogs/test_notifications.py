@@ -9,7 +9,7 @@ import discord
 
 from cogs.approvals import Approvals
 from cogs.notifications import Notifications
-from db.models import PipelineRun
+from db.models import HoldKind, PipelineRun
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.overview import set_run_channel
 from orchestration.runs import RunSettings, complete_run
@@ -42,6 +42,30 @@ async def test_hold_goes_to_its_run_only(session_factory, tmp_path):
     assert "on hold" in call.args[0] and "checkpoint 'x'" in call.args[0]
     assert "/resume" in call.args[0]
     assert channels["a"].send.await_count == 0
+
+
+async def test_storage_hold_and_its_lifting_go_to_their_run_only(session_factory, tmp_path):
+    cog, channels = await setup_runs(session_factory, tmp_path)
+    await cog.on_scheduler_event(SchedulerEvent(
+        "run_held", "the data folder cannot take files: No space left on device (/data/x.png)",
+        "http://gpu:8188", run_id=2, job_id=7, step=1, hold_kind=HoldKind.storage))
+    await cog.on_scheduler_event(SchedulerEvent(
+        "run_resumed", "the data folder takes files again", "", run_id=2,
+        hold_kind=HoldKind.storage))
+    held, lifted = posted(channels["b"])
+    assert "No space left on device" in held and "by itself" in held and "/resume" not in held
+    assert "lifted" in lifted and "takes files again" in lifted
+    assert channels["a"].send.await_count == 0
+
+
+async def test_unhealthy_worker_is_told_to_running_runs(session_factory, tmp_path):
+    cog, channels = await setup_runs(session_factory, tmp_path)
+    await cog.on_scheduler_event(SchedulerEvent(
+        "worker_unhealthy", "ComfyUI at http://gpu:8188 answers, but GET /history/p failed: "
+        "HTTP 500: database is locked", "http://gpu:8188"))
+    [text] = posted(channels["a"])
+    assert "HTTP 500: database is locked" in text and "growing pauses" in text
+    assert channels["b"].send.await_count == 1 and channels["done"].send.await_count == 0
 
 
 async def test_worker_news_goes_to_running_runs(session_factory, tmp_path):
