@@ -277,9 +277,7 @@ class Scheduler:
     # -- one worker ----------------------------------------------------------------------------
 
     async def _worker_loop(self, url: str) -> None:
-        async with self.sessions() as session:
-            client_id = await worker_client_id(session, url)
-        options = {"client_id": client_id, **self.client_options}
+        options = {"client_id": await self._client_id(url), **self.client_options}
         async with ComfyClient(url, **options) as client:
             while True:
                 try:
@@ -292,10 +290,12 @@ class Scheduler:
                     unhealthy = _unhealthy(err)
                     if unhealthy is not None:
                         await self._set_unhealthy(url, unhealthy)
-                        await self._release_in_hand(url, str(unhealthy), unhealthy=True)
+                        await self._settle(url, self._release_in_hand(url, str(unhealthy),
+                                                                      unhealthy=True))
                         await asyncio.sleep(self._backoff(url))
                         continue
-                    await self._release_in_hand(url, "ComfyUI was not reachable")
+                    await self._settle(url, self._release_in_hand(url,
+                                                                  "ComfyUI was not reachable"))
                     await self._set_up(url, False, str(err))
                     await self._wait_until_up(client)
                 except asyncio.CancelledError:
@@ -304,8 +304,28 @@ class Scheduler:
                     log.exception("worker %s: unexpected error; starting over in %g s", url,
                                   self.down_retry_seconds)
                     self._idle[url].clear()
-                    await self._end_in_hand_after_bug(url, err)
+                    await self._settle(url, self._end_in_hand_after_bug(url, err))
                     await asyncio.sleep(self.down_retry_seconds)
+
+    async def _settle(self, url: str, work: Awaitable[None]) -> None:
+        """Run what ends the job in hand after an error; an error in it must not end the
+        worker (the job is then left to the next start's repairs)."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %s: could not settle the job in hand", url)
+
+    async def _client_id(self, url: str) -> str:
+        while True:
+            try:
+                async with self.sessions() as session:
+                    return await worker_client_id(session, url)
+            except Exception:  # the database may be back in a moment; the worker must not die
+                log.exception("worker %s: could not read its client id; trying again in %g s",
+                              url, self.down_retry_seconds)
+                await asyncio.sleep(self.down_retry_seconds)
 
     async def _serve(self, client: ComfyClient) -> None:
         idle = self._idle[client.url]
