@@ -385,3 +385,29 @@ async def test_a_run_no_connected_worker_can_serve_is_held_lifted_and_skipped(
     assert len([j for j in jobs if j.run_id == sdxl]) == 6  # 2 base images, 2 children each
     assert {st for r, _, st in jobs if r == demo} == {JobStatus.succeeded}
     assert b.url in {w for r, w, _ in jobs if r == demo}
+
+
+async def test_one_worker_that_can_serve_a_run_is_enough_to_start_it(session_factory, tmp_path):
+    from comfy.capabilities import fetch_capabilities
+    from comfy.client import ComfyClient
+    from orchestration.errors import InvalidInput
+
+    checkpoint = "sd_xl_base_1.0.safetensors"
+    async with (SimulatedComfy(duration=0.01, root=tmp_path / "a",
+                               models={"checkpoints": [checkpoint]}) as a,
+                SimulatedComfy(duration=0.01, root=tmp_path / "b") as b):
+        scheduler = make_scheduler(session_factory, [b.url, a.url], tmp_path / "data")
+        for sim in (b, a):
+            async with ComfyClient(sim.url) as client:
+                scheduler.capabilities[sim.url] = await fetch_capabilities(client)
+    async with session_factory() as s:
+        await import_pipeline(s, REPO / "pipelines" / "sdxl-refine-upscale")
+        values = {"prompt": "a lighthouse", "checkpoint": checkpoint}
+        await create_run(s, "sdxl-refine-upscale", "ok", values, RunSettings(),
+                         check=scheduler.problems_for_run)
+        with pytest.raises(InvalidInput) as refused:
+            await create_run(s, "sdxl-refine-upscale", "no", values | {"checkpoint": "other"},
+                             RunSettings(), check=scheduler.problems_for_run)
+    lines = str(refused.value).splitlines()[1:]
+    assert len(lines) == 6  # three steps, each on both workers
+    assert {line.split("ComfyUI at ")[1].split(" ")[0] for line in lines} == {a.url, b.url}
