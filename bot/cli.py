@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot.config import ConfigError, Settings, load_settings
+from comfy.capabilities import check_steps, fetch_capabilities
+from comfy.client import ComfyClient
+from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
 from db.migrate import upgrade_database
-from orchestration.errors import DomainError
+from orchestration.errors import DomainError, InvalidInput
 from orchestration.export import vote_records
-from orchestration.pipelines import import_pipeline, list_pipelines
+from orchestration.pipelines import (
+    PipelineSpec,
+    list_pipelines,
+    load_pipeline_spec,
+    store_pipeline,
+)
 
 log = logging.getLogger("comfy_curator")
 T = TypeVar("T")
@@ -46,8 +54,28 @@ async def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> None:
     print(f"database is up to date: {settings.database_url}")
 
 
-async def cmd_pipeline_import(settings: Settings, args: argparse.Namespace) -> None:
-    result = await _with_database(settings, import_pipeline, Path(args.path))
+async def check_on_worker(spec: PipelineSpec, url: str) -> list[str]:
+    """What the pipeline needs that this ComfyUI lacks; run variables are not known yet, so
+    inputs set by them are left for the check at run start."""
+    async with ComfyClient(url, retry_attempts=2, retry_wait=0.5) as client:
+        try:
+            caps = await fetch_capabilities(client)
+        except ComfyError as err:
+            raise InvalidInput(f"--check: {err}; nothing was imported.") from err
+    return check_steps(spec.steps, {}, caps)
+
+
+async def cmd_pipeline_import(settings: Settings, args: argparse.Namespace) -> int:
+    spec = await asyncio.to_thread(load_pipeline_spec, Path(args.path))
+    if args.check:
+        problems = await check_on_worker(spec, args.check)
+        if problems:
+            print(f"comfy-curator: pipeline “{spec.name}” cannot run on ComfyUI at "
+                  f"{args.check.rstrip('/')}; nothing was imported:", file=sys.stderr)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return 1
+    result = await _with_database(settings, store_pipeline, spec)
     verb = "imported" if result.created else "already imported, unchanged:"
     print(
         f"{verb} pipeline “{result.name}” (#{result.pipeline_id}), "
@@ -56,6 +84,11 @@ async def cmd_pipeline_import(settings: Settings, args: argparse.Namespace) -> N
     print(f"run variables it needs: {', '.join(result.variables) or 'none'}")
     for warning in result.warnings:
         print(f"warning: {warning}")
+    if args.check:
+        later = f" (inputs set by {', '.join(result.variables)} are checked when a run starts)"
+        print(f"checked against ComfyUI at {args.check.rstrip('/')}: it has every node and "
+              f"model file the workflows name{later if result.variables else ''}")
+    return 0
 
 
 async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> None:
@@ -165,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp = pipe.add_parser("import", help="validate and store a pipeline folder or YAML file")
     imp.add_argument("path", help="a folder with pipeline.yaml, or a pipeline .yaml file")
+    imp.add_argument(
+        "--check",
+        metavar="URL",
+        help="first check the workflows against this ComfyUI (its nodes, choices and model "
+        "files); nothing is imported when it lacks something",
+    )
     imp.set_defaults(func=cmd_pipeline_import)
     pipe.add_parser("list", help="list imported pipelines").set_defaults(func=cmd_pipeline_list)
     export = sub.add_parser(
@@ -185,13 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         _setup_logging(settings.log_level)
-        asyncio.run(args.func(settings, args))
+        code = asyncio.run(args.func(settings, args))
     except (ConfigError, DomainError) as err:
         print(f"comfy-curator: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

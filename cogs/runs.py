@@ -129,7 +129,8 @@ class Runs(commands.Cog):
         )
         async with self.bot.sessions() as session:
             created = await create_run(
-                session, pipeline, name, values, settings, created_by=str(interaction.user.id)
+                session, pipeline, name, values, settings, created_by=str(interaction.user.id),
+                check=self.bot.scheduler.problems_for_run,
             )
         channel, problem = await self._open_channel(interaction, created)  # no session held
         if channel is not None:

@@ -590,6 +590,32 @@ class ComfyClient:
             if tracker.followers == 0:
                 self._forget(prompt_id)
 
+    # -- what the server has -------------------------------------------------------------------
+
+    async def object_info(self) -> dict[str, Any]:
+        """`GET /object_info`: every node class with its inputs (dropdown choices included)."""
+        answer = await self._retrying(lambda: self._send("GET", "/object_info"))
+        if answer.status != 200:
+            raise self._unexpected("GET /object_info", answer)
+        body = answer.json("GET /object_info")
+        if not isinstance(body, dict):
+            raise ComfyProtocolError("GET /object_info did not answer an object", body=body)
+        return body
+
+    async def models(self, folder: str) -> list[str] | None:
+        """`GET /models/<folder>`: the model files there; None when the server has no such
+        folder (it answers 404)."""
+        path = f"/models/{folder}"
+        answer = await self._retrying(lambda: self._send("GET", path))
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise self._unexpected(f"GET {path}", answer)
+        body = answer.json(f"GET {path}")
+        if not isinstance(body, list):
+            raise ComfyProtocolError(f"GET {path} did not answer a list", body=body)
+        return [str(name) for name in body]
+
     async def _follow(
         self, prompt_id: str, tracker: _Tracker, on_progress: ProgressCallback | None
     ) -> PromptResult:

@@ -6,9 +6,13 @@ one at a time in submission order, each taking `duration` seconds spread over it
 useful subset of core nodes really runs (with Pillow), so images differ by seed, prompt and step:
 
     EmptyImage, LoadImage, ImageInvert, ImageBlur, ImageScale, ImageScaleBy, SaveImage,
-    PreviewImage; and for model workflows CheckpointLoaderSimple, CLIPTextEncode,
-    EmptyLatentImage, KSampler, VAEEncode, VAEDecode, which paint a deterministic pattern from
-    the seed and prompt text (img2img blends it over the encoded image by `denoise`).
+    PreviewImage; and for model workflows CheckpointLoaderSimple, LoraLoader, VAELoader,
+    CLIPTextEncode, EmptyLatentImage, KSampler, VAEEncode, VAEDecode, which paint a
+    deterministic pattern from the seed and prompt text (img2img blends it over the encoded
+    image by `denoise`), and UpscaleModelLoader with ImageUpscaleWithModel (a 2x resize).
+
+Like a fresh ComfyUI it has no model files unless given some (`models=`); `GET /models` and
+`GET /models/{folder}` list them.
 
 Faults can be injected (see the "fault injection" methods) and every prompt's server-side start
 and end times are kept in `timings` for the idle-gap benchmark.
@@ -34,7 +38,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,11 +49,18 @@ from aiohttp import WSCloseCode, web
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-__all__ = ["NODE_TYPES", "PromptTiming", "SimulatedComfy", "serve"]
+__all__ = ["MODEL_FOLDERS", "NODE_TYPES", "PromptTiming", "SimulatedComfy", "serve"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
+# ComfyUI's model folders (folder_paths.folder_names_and_paths), in its order: what GET /models
+# lists. A simulator has no model files unless it is given some (`models=`).
+MODEL_FOLDERS = (
+    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
+    "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen",
+    "upscale_models", "custom_nodes", "hypernetworks", "photomaker", "classifiers",
+    "model_patches", "audio_encoders",
+)
 
 # ---------------------------------------------------------------------------------------------
 # Node catalogue: what /object_info reports and what validation checks.
@@ -71,7 +82,8 @@ _WIDGETS = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 
 @dataclass(frozen=True)
 class _In:
-    """One required input. `choices` names a combo's values (a tuple, or a dynamic list)."""
+    """One required input. `choices` names a combo's values: a tuple, or a dynamic list (a
+    model folder's name, or "input_files")."""
 
     kind: str
     opts: Mapping[str, Any] | None = None
@@ -89,6 +101,10 @@ class _NodeType:
     python_module: str = "nodes"
     description: str = ""
     hidden: Mapping[str, str] = field(default_factory=dict)
+    # Written with comfy_api's schema (io.ComfyNode): /object_info gives its combos as
+    # ["COMBO", {"options": [...]}] and adds output_tooltips, deprecated, experimental, api_node;
+    # classic nodes give a combo as [[...], {...}].
+    v3: bool = False
 
 
 def _int(default: int, lo: int, hi: int, **extra: Any) -> _In:
@@ -116,13 +132,13 @@ NODE_TYPES: dict[str, _NodeType] = {
             "image": _In("IMAGE", {}), "blur_radius": _int(1, 1, 31, step=1),
             "sigma": _float(1.0, 0.1, 10.0, step=0.1),
         }, ("IMAGE",), "image/postprocessing", None,
-            python_module="comfy_extras.nodes_post_processing"),
+            python_module="comfy_extras.nodes_post_processing", v3=True),
         _NodeType("ImageBlend", {
-            "image1": _In("IMAGE"), "image2": _In("IMAGE"),
+            "image1": _In("IMAGE", {}), "image2": _In("IMAGE", {}),
             "blend_factor": _float(0.5, 0.0, 1.0, step=0.01),
             "blend_mode": _In("COMBO", None, BLEND_MODES),
         }, ("IMAGE",), "image/postprocessing", "Image Blend",
-            python_module="comfy_extras.nodes_post_processing"),
+            python_module="comfy_extras.nodes_post_processing", v3=True),
         _NodeType("ImageScale", {
             "image": _In("IMAGE"), "upscale_method": _In("COMBO", None, UPSCALE_METHODS),
             "width": _int(512, 0, 16384, step=1), "height": _int(512, 0, 16384, step=1),
@@ -165,22 +181,44 @@ NODE_TYPES: dict[str, _NodeType] = {
                   "latent", "VAE Decode"),
         _NodeType("VAEEncode", {"pixels": _In("IMAGE"), "vae": _In("VAE")}, ("LATENT",),
                   "latent", "VAE Encode"),
+        _NodeType("LoraLoader", {
+            "model": _In("MODEL"), "clip": _In("CLIP"),
+            "lora_name": _In("COMBO", {"tooltip": "The name of the LoRA."}, "loras"),
+            "strength_model": _float(1.0, -100.0, 100.0, step=0.01),
+            "strength_clip": _float(1.0, -100.0, 100.0, step=0.01),
+        }, ("MODEL", "CLIP"), "loaders", "Load LoRA"),
+        _NodeType("VAELoader", {"vae_name": _In("COMBO", None, "vae")}, ("VAE",), "loaders",
+                  "Load VAE"),
+        _NodeType("UpscaleModelLoader", {"model_name": _In("COMBO", {}, "upscale_models")},
+                  ("UPSCALE_MODEL",), "loaders", "Load Upscale Model",
+                  python_module="comfy_extras.nodes_upscale_model", v3=True),
+        _NodeType("ImageUpscaleWithModel", {
+            "upscale_model": _In("UPSCALE_MODEL", {}), "image": _In("IMAGE", {}),
+        }, ("IMAGE",), "image/upscaling", "Upscale Image (using Model)",
+            python_module="comfy_extras.nodes_upscale_model", v3=True),
     )
 }
 
 
+def _input_info(node: _NodeType, spec: _In, choices: Callable[[_In], list[str]]) -> list[Any]:
+    if node.v3:  # comfy_api's add_to_dict_v1: (io type, as_dict()), options inside
+        opts = dict(spec.opts or {})
+        if spec.kind == "COMBO":
+            opts |= {"multiselect": False, "options": choices(spec)}
+        return [spec.kind, opts]
+    head: Any = choices(spec) if spec.kind == "COMBO" else spec.kind
+    return [head] if spec.opts is None else [head, dict(spec.opts)]
+
+
 def _object_info(node: _NodeType, choices: Callable[[_In], list[str]]) -> dict[str, Any]:
     """The /object_info entry for one node type, in ComfyUI's shape."""
-    required: dict[str, Any] = {}
-    for name, spec in node.inputs.items():
-        head: Any = choices(spec) if spec.kind == "COMBO" else spec.kind
-        required[name] = [head] if spec.opts is None else [head, dict(spec.opts)]
+    required = {name: _input_info(node, spec, choices) for name, spec in node.inputs.items()}
     inputs: dict[str, Any] = {"required": required}
     order: dict[str, list[str]] = {"required": list(node.inputs)}
     if node.hidden:
         inputs["hidden"] = dict(node.hidden)
         order["hidden"] = list(node.hidden)
-    return {
+    info: dict[str, Any] = {
         "input": inputs,
         "input_order": order,
         "output": list(node.outputs),
@@ -193,6 +231,10 @@ def _object_info(node: _NodeType, choices: Callable[[_In], list[str]]) -> dict[s
         "category": node.category,
         "output_node": node.output_node,
     }
+    if node.v3:
+        info |= {"output_tooltips": [None] * len(node.outputs), "deprecated": False,
+                 "experimental": False, "api_node": False}
+    return info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,19 +364,29 @@ class SimulatedComfy:
         host: str = "127.0.0.1",
         port: int = 0,
         duration: float = 0.5,
-        installed_models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
+        models: Mapping[str, Sequence[str]] | None = None,
+        installed_models: Sequence[str] = (),
         root: str | Path | None = None,
         seed: int = 0,
     ) -> None:
         """
         duration: seconds each prompt takes, spread over its nodes (tests use ~0.02).
-        installed_models: checkpoint names CheckpointLoaderSimple accepts.
+        models: file names per model folder, e.g. {"checkpoints": [...], "loras": [...],
+            "vae": [...], "upscale_models": [...]}; folders not named are empty. None: no
+            models at all, like a fresh ComfyUI install.
+        installed_models: more checkpoint names (the same as models={"checkpoints": ...}).
         root: folder for input/, output/ and temp/; a temporary one (removed on stop) if None.
         seed: seeds the little randomness there is (names of preview files).
         """
         self.host = host
         self.duration = duration
-        self.installed_models = list(installed_models)
+        unknown = sorted(set(models or {}) - set(MODEL_FOLDERS))
+        if unknown:
+            raise ValueError(f"ComfyUI has no model folder {', '.join(unknown)}")
+        self.models: dict[str, list[str]] = {
+            folder: list((models or {}).get(folder, ())) for folder in MODEL_FOLDERS}
+        self.models["checkpoints"].extend(installed_models)
+        self.installed_models = self.models["checkpoints"]  # the same list: edits show
         self.timings: list[PromptTiming] = []
         self._requested_port = port
         self._port: int | None = None
@@ -574,6 +626,8 @@ class SimulatedComfy:
             web.get("/system_stats", self._system_stats),
             web.get("/object_info", self._object_info_all),
             web.get("/object_info/{node_class}", self._object_info_one),
+            web.get("/models", self._get_model_folders),
+            web.get("/models/{folder}", self._get_models),
         ]
         app.add_routes(routes)
         # ComfyUI serves every route under /api too (its frontend uses that prefix).
@@ -841,6 +895,15 @@ class SimulatedComfy:
         node = NODE_TYPES.get(request.match_info["node_class"])
         return web.json_response({node.name: _object_info(node, self._choices)} if node else {})
 
+    async def _get_model_folders(self, request: web.Request) -> web.Response:
+        return web.json_response(list(self.models))
+
+    async def _get_models(self, request: web.Request) -> web.Response:
+        files = self.models.get(request.match_info["folder"])
+        if files is None:
+            return web.Response(status=404)  # as ComfyUI: unknown folders have no body
+        return web.json_response(sorted(files))
+
     @staticmethod
     async def _json_or_empty(request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
@@ -854,8 +917,8 @@ class SimulatedComfy:
     # -- validation (like execution.validate_prompt) ---------------------------------------------
 
     def _choices(self, spec: _In) -> list[str]:
-        if spec.choices == "checkpoints":
-            return sorted(self.installed_models)
+        if isinstance(spec.choices, str) and spec.choices in self.models:
+            return sorted(self.models[spec.choices])
         if spec.choices == "input_files":
             base = self._root / "input"
             return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
@@ -1289,6 +1352,13 @@ class SimulatedComfy:
         if kind == "CheckpointLoaderSimple":
             model = _Model(str(inputs["ckpt_name"]))
             return (model, model, model), None
+        if kind == "LoraLoader":
+            return (inputs["model"], inputs["clip"]), None
+        if kind in ("VAELoader", "UpscaleModelLoader"):
+            return (_Model(str(inputs.get("vae_name") or inputs.get("model_name"))),), None
+        if kind == "ImageUpscaleWithModel":
+            return ([img.resize((img.width * 2, img.height * 2), Image.Resampling.LANCZOS)
+                     for img in inputs["image"]],), None
         if kind == "CLIPTextEncode":
             return (_Cond(str(inputs["text"])),), None
         if kind == "EmptyLatentImage":
@@ -1428,12 +1498,12 @@ async def serve(
     port: int = 8188,
     *,
     duration: float = 0.5,
-    installed_models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
+    models: Mapping[str, Sequence[str]] | None = None,
     root: str | Path | None = None,
 ) -> None:
     """Run a simulated ComfyUI until cancelled (for a CLI entry point or the demo)."""
-    async with SimulatedComfy(host=host, port=port, duration=duration,
-                              installed_models=installed_models, root=root) as sim:
+    async with SimulatedComfy(host=host, port=port, duration=duration, models=models,
+                              root=root) as sim:
         log.info("simulated ComfyUI ready at %s (models: %s)", sim.url,
-                 ", ".join(sim.installed_models) or "none")
+                 ", ".join(f for files in sim.models.values() for f in files) or "none")
         await asyncio.Event().wait()

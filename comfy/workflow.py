@@ -21,6 +21,10 @@ WHOLE_PLACEHOLDER = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$"
 # Nodes whose images end up in /history outputs. Custom save nodes can be added here.
 IMAGE_OUTPUT_NODES = frozenset({"SaveImage", "PreviewImage", "SaveAnimatedWEBP", "SaveAnimatedPNG"})
 
+# Deeper nesting than this is refused: rendering and storing a workflow recurse once per level,
+# and Python's recursion limit (1000) would end them with an error. Real exports are < 10 deep.
+MAX_DEPTH = 100
+
 API_EXPORT_HINT = (
     "In ComfyUI open the workflow, then use Workflow → Export (API) "
     "(older versions: enable 'Dev mode Options' in the settings and click 'Save (API Format)')."
@@ -49,13 +53,34 @@ class WorkflowInfo:
 
 def parse_workflow(text: str, source: str) -> WorkflowInfo:
     """Parse and validate one workflow; `source` names it in messages (usually a file path)."""
+    too_deep = f"{source}: nested more than {MAX_DEPTH} levels deep; a workflow may not be"
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise WorkflowError(
             f"{source}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
         ) from err
+    except RecursionError as err:
+        raise WorkflowError(too_deep) from err
+    if nesting_depth(data) > MAX_DEPTH:
+        raise WorkflowError(too_deep)
     return validate_workflow(data, source)
+
+
+def nesting_depth(value: Any) -> int:
+    """How many objects and arrays deep a JSON value goes, without recursing."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        items = (current.values() if isinstance(current, dict)
+                 else current if isinstance(current, list) else None)
+        if items is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:
+            stack.extend((item, depth + 1) for item in items)
+    return deepest
 
 
 def validate_workflow(data: Any, source: str) -> WorkflowInfo:

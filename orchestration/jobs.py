@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -69,10 +70,13 @@ async def _lock_cursor(session: AsyncSession) -> SchedulerState:
     return state
 
 
-async def claim_next_job(session: AsyncSession, rng: random.Random) -> ClaimedJob | JobDecision:
-    """Select and record the next job; returns the no-work decision when there is none."""
+async def claim_next_job(
+    session: AsyncSession, rng: random.Random, skip_runs: AbstractSet[int] = frozenset()
+) -> ClaimedJob | JobDecision:
+    """Select and record the next job, from runs not in `skip_runs`; returns the no-work
+    decision when there is none."""
     state = await _lock_cursor(session)
-    decision = await select_next_job(session, rng)
+    decision = await select_next_job(session, rng, skip_runs)
     if decision.mode is Mode.no_work or decision.run_id is None or decision.step is None:
         await session.rollback()
         return decision

@@ -22,6 +22,9 @@ from orchestration.runs import SYSTEM_VARIABLES
 from orchestration.text import slugify
 
 PIPELINE_FILES = ("pipeline.yaml", "pipeline.yml")
+# A workflow file larger than this is refused: exports are tens of kilobytes, and every job of
+# a run renders its step's workflow again.
+MAX_WORKFLOW_BYTES = 5 * 2**20
 
 
 class PipelineFileError(InvalidInput):
@@ -133,6 +136,12 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
         where = f"step {position} “{step_name}”"
         if not file.is_file():
             raise PipelineFileError(f"{where}: workflow file {file} does not exist")
+        size = file.stat().st_size
+        if size > MAX_WORKFLOW_BYTES:
+            raise PipelineFileError(
+                f"{where}: {file} is {size / 2**20:.1f} MB; a workflow may be at most "
+                f"{MAX_WORKFLOW_BYTES // 2**20} MB (export it in API format, without images)"
+            )
         try:
             info = parse_workflow(file.read_text(encoding="utf-8"), str(file))
         except WorkflowError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from db.models import (
     Pipeline,
     PipelineRun,
     PipelineRunStep,
+    PipelineStep,
     RunStatus,
     SelectionOrder,
 )
@@ -25,6 +27,9 @@ from orchestration.text import slugify
 SYSTEM_VARIABLES = frozenset({"seed", "parent_image", "output_prefix"})
 # Run variables that may be left out; the value used when they are.
 OPTIONAL_VARIABLES: dict[str, Any] = {"negative_prompt": ""}
+# Why no worker could serve a run with these steps and values (one line each; [] if one can).
+WorkerCheck = Callable[[Sequence[PipelineStep], Mapping[str, Any]], list[str]]
+_REFUSAL_CHARS = 1700  # the problem lines of a refusal, within one Discord message
 
 
 @dataclass(frozen=True)
@@ -98,8 +103,11 @@ async def create_run(
     settings: RunSettings,
     *,
     created_by: str = "",
+    check: WorkerCheck | None = None,
 ) -> RunCreated:
-    """Create a run with one PipelineRunStep per step; step 1 approved with no top-K filter."""
+    """Create a run with one PipelineRunStep per step; step 1 approved with no top-K filter.
+
+    With `check`, a run that no worker can serve is refused before anything is written."""
     settings.validate()
     name = name.strip()
     if not name:
@@ -118,6 +126,12 @@ async def create_run(
     for opt, default in OPTIONAL_VARIABLES.items():
         if opt in needed:
             values.setdefault(opt, default)
+    problems = check(found.steps, values) if check is not None else []
+    if problems:
+        raise InvalidInput(
+            f"No ComfyUI can run “{found.name}” with these values, so no run was started:\n"
+            + problem_lines(problems)
+        )
 
     now = utcnow()
     run = PipelineRun(
@@ -162,14 +176,25 @@ async def complete_run(session: AsyncSession, run_id: int) -> PipelineRun:
     return run
 
 
+def problem_lines(problems: Sequence[str], limit: int = _REFUSAL_CHARS) -> str:
+    """One line per problem, as many as fit in `limit` characters."""
+    shown: list[str] = []
+    for problem in problems:
+        if sum(len(p) + 3 for p in shown) + len(problem) > limit:
+            shown.append(f"… and {len(problems) - len(shown)} more")
+            break
+        shown.append(problem)
+    return "\n".join(f"• {p}" if not p.startswith("… and") else p for p in shown)
+
+
 async def hold_run(
     session: AsyncSession, run_id: int, reason: str, kind: HoldKind = HoldKind.failures
 ) -> PipelineRun:
     """Stop giving the run new jobs until the hold is lifted; jobs in flight still finish."""
     run = await get_running_run(session, run_id)
     run.held_reason = reason or "held"
-    run.held_at = utcnow()
     run.held_kind = kind
+    run.held_at = utcnow()
     await session.commit()
     return run
 
@@ -209,12 +234,22 @@ async def lift_storage_holds(session: AsyncSession) -> list[int]:
     return lifted
 
 
+async def lift_hold(session: AsyncSession, run_id: int, kind: HoldKind) -> bool:
+    """Lift the run's hold if it is of this kind (one a person made stays); True if lifted."""
+    run = await get_run(session, run_id)
+    if run.status is not RunStatus.running or run.held_kind is not kind:
+        return False
+    run.held_reason = run.held_kind = run.held_at = None
+    await session.commit()
+    return True
+
+
 async def resume_run(session: AsyncSession, run_id: int) -> PipelineRun:
     run = await get_running_run(session, run_id)
     if run.held_reason is None:
         raise Conflict(f"Run #{run.id} “{run.name}” is not on hold.")
     run.held_reason = None
-    run.held_at = None
     run.held_kind = None
+    run.held_at = None
     await session.commit()
     return run

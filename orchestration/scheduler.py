@@ -33,6 +33,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from PIL import Image
 from sqlalchemy import select
 
+from comfy.capabilities import WorkerCapabilities, check_steps, fetch_capabilities
 from comfy.client import ComfyClient, PromptResult
 from comfy.errors import (
     ComfyError,
@@ -42,7 +43,7 @@ from comfy.errors import (
     ComfyUnhealthy,
 )
 from db.engine import SessionFactory
-from db.models import HoldKind, Job, JobStatus
+from db.models import HoldKind, Job, JobStatus, PipelineRun, PipelineStep, RunStatus
 from orchestration.errors import DomainError
 from orchestration.jobs import (
     ClaimedJob,
@@ -61,13 +62,23 @@ from orchestration.jobs import (
     unfinished_jobs,
 )
 from orchestration.payload import submit_job_payload
-from orchestration.runs import hold_for_storage, hold_run, lift_storage_holds, storage_held_runs
+from orchestration.runs import (
+    hold_for_storage,
+    hold_run,
+    lift_hold,
+    lift_storage_holds,
+    problem_lines,
+    storage_held_runs,
+)
 from orchestration.storage import image_relpath, image_suffix, write_atomically
 from orchestration.workers import worker_client_id
 
 log = logging.getLogger(__name__)
 
 HOLD_AFTER_FAILURES = 3
+# What a worker has (nodes, model files) is read when it (re)connects and again when older than
+# this, so a model installed meanwhile is seen within minutes.
+CAPABILITIES_MAX_AGE = 300.0
 UPLOAD_SUBFOLDER = "comfy-curator"
 # A job in hand when the worker loop met an unexpected error this often is failed, not retried.
 RESTARTS_BEFORE_FAILING = 2
@@ -224,6 +235,9 @@ class Scheduler:
         self._unhealthy_since: dict[int, float] = {}  # job -> first unhealthy answer
         self._unhealthy_tries: dict[str, int] = dict.fromkeys(self.workers, 0)
         self._storage_holds = True  # runs may wait for the data folder: probe until known
+        self.capabilities: dict[str, WorkerCapabilities] = {}
+        self._capabilities_read: dict[str, float] = {}
+        self._unfit: dict[tuple[int, str], list[str]] = {}  # (run, worker) → what it lacks
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -283,6 +297,7 @@ class Scheduler:
                 try:
                     await client.system_stats()
                     await self._set_up(url, True, "")
+                    await self._learn_capabilities(client)
                     await self._reconcile(client)
                     await self._serve(client)
                 except (ComfyUnavailable, ComfyUnhealthy) as err:
@@ -332,8 +347,12 @@ class Scheduler:
         while True:
             self._wake.clear()
             await self._probe_storage()
+            if time.monotonic() - self._capabilities_read.get(client.url, 0.0) > (
+                    CAPABILITIES_MAX_AGE):
+                await self._learn_capabilities(client)
+            skip = await self._runs_it_cannot_serve(client.url)
             async with self.sessions() as session:
-                claimed = await claim_next_job(session, self.rng)
+                claimed = await claim_next_job(session, self.rng, skip)
             if not isinstance(claimed, ClaimedJob):
                 idle.set()
                 if self._storage_holds:  # look again soon: the hold lifts itself
@@ -661,6 +680,107 @@ class Scheduler:
             await self._emit(SchedulerEvent("run_held", reason, worker, ctx.run_id, ctx.job_id,
                                             ctx.step, hold_kind=HoldKind.failures))
         self.wake()
+
+    # -- what each worker can run ---------------------------------------------------------------
+
+    def problems_for_run(
+        self, steps: Sequence[PipelineStep], variables: Mapping[str, Any]
+    ) -> list[str]:
+        """Why no worker could serve a run of these steps with these values ([] when one can,
+        or when no worker has been read yet), for `create_run(check=...)`."""
+        problems: list[str] = []
+        for caps in self.capabilities.values():
+            lacks = check_steps(steps, variables, caps)
+            if not lacks:
+                return []
+            problems += lacks
+        return problems
+
+    async def _learn_capabilities(self, client: ComfyClient) -> None:
+        """Read what the worker has, then hold the runs no connected worker can serve and lift
+        such holds where one now can."""
+        url = client.url
+        self._capabilities_read[url] = time.monotonic()
+        try:
+            caps = await fetch_capabilities(client)
+        except ComfyUnavailable:
+            raise
+        except ComfyError as err:
+            log.warning("worker %s: could not read its nodes and models (%s); its jobs are not "
+                        "checked before they are sent", url, err)
+            return
+        self.capabilities[url] = caps
+        self._unfit = {key: lacks for key, lacks in self._unfit.items() if key[1] != url}
+        await self._review_runs()
+
+    async def _judge(self, run_id: int) -> None:
+        """Check one run against every worker read but not yet checked for it.
+
+        A workflow too deep to load or check is left to the job path, which fails its jobs
+        with the reason (and holds the run after three)."""
+        try:
+            async with self.sessions() as session:
+                run = await session.get(PipelineRun, run_id)
+                if run is None:
+                    return
+                steps = list(await session.scalars(
+                    select(PipelineStep).where(PipelineStep.pipeline_id == run.pipeline_id)
+                    .order_by(PipelineStep.position)))
+                variables = dict(run.variables)
+            verdicts = {url: check_steps(steps, variables, caps)
+                        for url, caps in self.capabilities.items()
+                        if (run_id, url) not in self._unfit}
+        except RecursionError:
+            log.warning("run %d: its workflow is nested too deeply to check against the "
+                        "workers", run_id)
+            verdicts = {url: [] for url in self.capabilities}
+        for url, lacks in verdicts.items():
+            self._unfit.setdefault((run_id, url), lacks)
+
+    async def _runs_it_cannot_serve(self, url: str) -> frozenset[int]:
+        if url not in self.capabilities:
+            return frozenset()
+        async with self.sessions() as session:
+            run_ids = list(await session.scalars(select(PipelineRun.id).where(
+                PipelineRun.status == RunStatus.running, PipelineRun.held_reason.is_(None))))
+        for run_id in run_ids:
+            if (run_id, url) not in self._unfit:
+                await self._judge(run_id)
+        return frozenset(r for r in run_ids if self._unfit.get((r, url)))
+
+    async def _review_runs(self) -> None:
+        connected = [u for u in self.workers if self.up.get(u) and u in self.capabilities]
+        if not connected:
+            return
+        async with self.sessions() as session:
+            runs = (await session.execute(
+                select(PipelineRun.id, PipelineRun.held_reason, PipelineRun.held_kind)
+                .where(PipelineRun.status == RunStatus.running))).all()
+        for run_id, held_reason, held_kind in runs:
+            if held_reason is not None and held_kind is not HoldKind.workers:
+                continue  # held for another reason: a person or a write lifts it
+            await self._judge(run_id)
+            lacks = {u: self._unfit.get((run_id, u), []) for u in connected}
+            if any(not problems for problems in lacks.values()):
+                if held_kind is HoldKind.workers:
+                    async with self.sessions() as session:
+                        lifted = await lift_hold(session, run_id, HoldKind.workers)
+                    if lifted:
+                        log.info("run %d: a connected worker can serve it again; hold lifted",
+                                 run_id)
+                        self.wake()
+                continue
+            if held_reason is not None:
+                continue
+            reason = ("no connected ComfyUI can run it; it goes on by itself once one can:\n"
+                      + problem_lines([p for problems in lacks.values() for p in problems]))
+            async with self.sessions() as session:
+                try:
+                    await hold_run(session, run_id, reason, HoldKind.workers)
+                except DomainError:  # completed meanwhile
+                    continue
+            log.warning("run %d held: %s", run_id, reason)
+            await self._emit(SchedulerEvent("run_held", reason, connected[-1], run_id))
 
     # -- recovery ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Every count here is an indexed aggregate; candidates are never loaded to be coun
 from __future__ import annotations
 
 import random
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -266,13 +267,20 @@ async def decide_for_run(
     return None
 
 
-async def select_next_job(session: AsyncSession, rng: random.Random) -> JobDecision:
-    """Round-robin over runs after the one that got the previous job; first with work wins."""
+async def select_next_job(
+    session: AsyncSession, rng: random.Random, skip_runs: AbstractSet[int] = frozenset()
+) -> JobDecision:
+    """Round-robin over runs after the one that got the previous job; first with work wins.
+
+    Runs in `skip_runs` (ones the asking worker cannot serve) keep their place in the rotation
+    but get no job from this call."""
     runs = await runs_in_rotation(session)
     if not runs:
         return JobDecision(Mode.no_work, "no running runs without a hold")
     skipped: list[int] = []
     for run_id in runs:
+        if run_id in skip_runs:
+            continue
         decision = await decide_for_run(session, run_id, rng)
         if decision is not None:
             if skipped:
@@ -287,4 +295,5 @@ async def select_next_job(session: AsyncSession, rng: random.Random) -> JobDecis
                 )
             return decision
         skipped.append(run_id)
-    return JobDecision(Mode.no_work, f"no run has work ({len(runs)} running)")
+    unfit = f", {len(skip_runs & set(runs))} this worker cannot serve" if skip_runs else ""
+    return JobDecision(Mode.no_work, f"no run has work ({len(runs)} running{unfit})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,48 @@ def test_export_votes_of_an_unknown_run(env, capsys):
     assert main(["export-votes", "42"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "comfy-curator: There is no run #42."
+
+
+async def _import_checked(path: Path, url: str) -> int:
+    return await asyncio.to_thread(main, ["pipeline", "import", str(path), "--check", url])
+
+
+async def test_import_check_refuses_a_pipeline_the_comfyui_cannot_run(env, capsys):
+    import json
+
+    from comfy.simulator import SimulatedComfy
+
+    folder = env / "needs-models"
+    folder.mkdir()
+    workflow = json.loads((REPO / "pipelines/sdxl-refine-upscale/01-txt2img.json").read_text())
+    workflow["4"]["inputs"]["ckpt_name"] = "sd_xl_base_1.0.safetensors"
+    workflow["20"] = {"class_type": "FaceDetailer", "inputs": {}}
+    (folder / "01-base.json").write_text(json.dumps(workflow))
+    models = {"checkpoints": ["juggernaut_xl.safetensors"]}
+    async with SimulatedComfy(duration=0.01, root=env / "comfy", models=models) as sim:
+        assert await _import_checked(folder, sim.url) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert err == [
+            f"comfy-curator: pipeline “needs-models” cannot run on ComfyUI at {sim.url}; "
+            "nothing was imported:",
+            f"step 1 (base) needs checkpoint 'sd_xl_base_1.0.safetensors'; ComfyUI at {sim.url} "
+            "has: juggernaut_xl.safetensors",
+            f"step 1 (base) uses node FaceDetailer (#20); ComfyUI at {sim.url} does not have it "
+            "(a custom node to install there?)",
+        ]
+        assert await asyncio.to_thread(main, ["pipeline", "list"]) == 0
+        assert "no pipelines yet" in capsys.readouterr().out
+
+        assert await _import_checked(REPO / "pipelines" / "sdxl-refine-upscale", sim.url) == 0
+        out = capsys.readouterr().out
+        assert "imported pipeline “sdxl-refine-upscale”" in out
+        assert (f"checked against ComfyUI at {sim.url}: it has every node and model file the "
+                "workflows name (inputs set by checkpoint, negative_prompt, prompt are checked "
+                "when a run starts)") in out
+        await sim.go_down()
+        assert await _import_checked(REPO / "pipelines" / "cpu-demo", sim.url) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"comfy-curator: --check: ComfyUI at {sim.url} is not reachable")
+        assert err.rstrip().endswith("nothing was imported.") and "Traceback" not in err
+    assert await asyncio.to_thread(main, ["pipeline", "list"]) == 0
+    assert "cpu-demo" not in capsys.readouterr().out

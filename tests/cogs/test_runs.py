@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from unittest.mock import AsyncMock, MagicMock
 
 import discord
@@ -9,8 +10,12 @@ import pytest
 from sqlalchemy import select
 
 from cogs.runs import Runs, parse_variables
+from comfy.capabilities import fetch_capabilities
+from comfy.client import ComfyClient
+from comfy.simulator import SimulatedComfy
 from db.models import PipelineRun, RunStatus
 from orchestration.errors import InvalidInput
+from orchestration.pipelines import import_pipeline
 from orchestration.runs import hold_run
 from tests.factories import make_pipeline
 from tests.helpers import (
@@ -22,6 +27,8 @@ from tests.helpers import (
     make_bot,
     replies,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -156,3 +163,31 @@ async def test_resume(cog, session_factory):
     await invoke(Runs.resume, cog, again, run=1)
     assert "is not on hold" in replies(again)[0]
     assert again.response.deferred_with["ephemeral"] is True
+
+
+async def test_run_start_is_refused_when_no_worker_has_what_it_needs(session_factory, tmp_path):
+    async with session_factory() as s:
+        await import_pipeline(s, REPO / "pipelines" / "sdxl-refine-upscale")
+    bot = make_bot(session_factory, tmp_path / "data")
+    cog = Runs(bot)
+    models = {"checkpoints": ["juggernaut_xl.safetensors"]}
+    async with (SimulatedComfy(duration=0.01, root=tmp_path / "comfy", models=models) as sim,
+                ComfyClient(sim.url) as client):
+        bot.scheduler.capabilities[sim.url] = await fetch_capabilities(client)
+    args = {"pipeline": "sdxl-refine-upscale", "name": "Sea", "prompt": "a lighthouse"}
+    refused = fake_interaction(bot)
+    await invoke(Runs.start, cog, refused, **args,
+                 variables="checkpoint=sd_xl_base_1.0.safetensors")
+    lacks = (f"needs checkpoint 'sd_xl_base_1.0.safetensors'; ComfyUI at {sim.url} has: "
+             "juggernaut_xl.safetensors")
+    assert replies(refused)[-1] == (
+        "No ComfyUI can run “sdxl-refine-upscale” with these values, so no run was started:\n"
+        f"• step 1 (base) {lacks}\n• step 2 (refine) {lacks}\n• step 3 (upscale) {lacks}")
+    assert refused.followup.send.await_args.kwargs["ephemeral"] is True
+    assert refused.guild.create_text_channel.await_count == 0
+    async with session_factory() as s:
+        assert (await s.scalars(select(PipelineRun))).all() == []
+
+    started = fake_interaction(bot)
+    await invoke(Runs.start, cog, started, **args, variables="checkpoint=juggernaut_xl.safetensors")
+    assert replies(started)[-1].startswith("Started run #1 “Sea”")

@@ -53,9 +53,14 @@ def fast_client(url: str, **overrides: Any) -> ComfyClient:
     return ComfyClient(url, **options)
 
 
+# A simulator has no models unless given some; these tests' model workflows use these.
+CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
+
+
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[SimulatedComfy]:
-    async with SimulatedComfy(duration=0.02, root=tmp_path / "comfy", seed=1) as server:
+    async with SimulatedComfy(duration=0.02, root=tmp_path / "comfy", seed=1,
+                              models={"checkpoints": CHECKPOINTS}) as server:
         yield server
 
 

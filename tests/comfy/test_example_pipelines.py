@@ -45,6 +45,8 @@ async def test_sdxl_pipeline_runs_when_its_checkpoint_is_installed():
     spec = load_pipeline_spec(REPO / "pipelines" / "sdxl-refine-upscale")
     variables = {"prompt": "a lighthouse", "negative_prompt": "",
                  "checkpoint": "sd_xl_base_1.0.safetensors"}
-    async with SimulatedComfy(duration=0.01) as sim, ComfyClient(sim.url) as client:
+    models = {"checkpoints": ["sd_xl_base_1.0.safetensors"]}
+    async with (SimulatedComfy(duration=0.01, models=models) as sim,
+                ComfyClient(sim.url) as client):
         images = await run_chain(client, spec, 7, variables)
     assert [im.size for im in images] == [(1024, 1024), (1024, 1024), (2048, 2048)]

@@ -625,3 +625,60 @@ async def test_fault_rules_match_paths_count_down_and_delay(sim: SimulatedComfy)
         sim.clear_faults()
         async with http.get(f"{sim.url}/system_stats") as resp:
             assert resp.status == 200
+
+
+# -- model folders and the two combo forms -------------------------------------------------------
+
+
+async def test_a_simulator_has_no_models_unless_given_some(tmp_path: Path) -> None:
+    async with SimulatedComfy(duration=0.01, root=tmp_path) as bare:
+        status, body = await submit(bare, txt2img_workflow(ckpt="sd_xl_base_1.0.safetensors"))
+        assert status == 400
+        assert body["node_errors"]["4"]["errors"][0]["details"] == (
+            "ckpt_name: 'sd_xl_base_1.0.safetensors' not in []")
+        async with aiohttp.ClientSession() as http:
+            assert await get_json(http, f"{bare.url}/models/checkpoints") == (200, [])
+
+
+async def test_models_endpoints_list_folders_and_files_like_comfyui(tmp_path: Path) -> None:
+    models = {"checkpoints": ["b.safetensors", "a.safetensors"], "loras": ["style.safetensors"],
+              "upscale_models": ["4x.pth"]}
+    async with (SimulatedComfy(duration=0.01, root=tmp_path, models=models) as sim,
+                aiohttp.ClientSession() as http):
+        status, folders = await get_json(http, f"{sim.url}/models")
+        assert status == 200 and folders[:4] == ["checkpoints", "configs", "loras", "vae"]
+        assert "upscale_models" in folders and "diffusion_models" in folders
+        assert await get_json(http, f"{sim.url}/api/models/checkpoints") == (
+            200, ["a.safetensors", "b.safetensors"])
+        assert await get_json(http, f"{sim.url}/models/vae") == (200, [])
+        async with http.get(f"{sim.url}/models/unet") as resp:  # a legacy name: not a folder
+            assert resp.status == 404
+        _, info = await get_json(http, f"{sim.url}/object_info")
+    loaders = info["CheckpointLoaderSimple"]["input"]["required"]
+    assert loaders["ckpt_name"][0] == ["a.safetensors", "b.safetensors"]
+    assert info["LoraLoader"]["input"]["required"]["lora_name"][0] == ["style.safetensors"]
+    upscaler = info["UpscaleModelLoader"]["input"]["required"]["model_name"]
+    assert upscaler == ["COMBO", {"multiselect": False, "options": ["4x.pth"]}]
+    with pytest.raises(ValueError, match="no model folder lora"):
+        SimulatedComfy(models={"lora": ["x"]})
+
+
+async def test_object_info_gives_each_node_its_comfyui_combo_form(sim: SimulatedComfy) -> None:
+    """Classic nodes (nodes.py) give [[choices], {...}]; comfy_api nodes give
+    ["COMBO", {"options": [...]}], as ComfyUI 0.3.64 does."""
+    async with aiohttp.ClientSession() as http:
+        _, info = await get_json(http, f"{sim.url}/object_info")
+    sampler = info["KSampler"]["input"]["required"]["sampler_name"]
+    assert isinstance(sampler[0], list) and "euler" in sampler[0]
+    assert info["ImageScale"]["input"]["required"]["upscale_method"][0][0] == "nearest-exact"
+    blend = info["ImageBlend"]
+    assert blend["input"]["required"]["blend_mode"] == [
+        "COMBO", {"multiselect": False, "options": list(
+            ("normal", "multiply", "screen", "overlay", "soft_light", "difference"))}]
+    assert blend["input"]["required"]["image1"] == ["IMAGE", {}]
+    assert (blend["deprecated"], blend["experimental"], blend["api_node"]) == (False,) * 3
+    assert "deprecated" not in info["KSampler"]
+    recorded = load_trace("07_interrupt_queue_misc.json")["object_info_subset"]["ImageBlur"]
+    async with aiohttp.ClientSession() as http:
+        _, mine = await get_json(http, f"{sim.url}/object_info/ImageBlur")
+    assert set(mine["ImageBlur"]) == set(recorded)

@@ -142,3 +142,34 @@ def test_shipped_examples_are_valid(name, variables):
     assert len(spec.steps) == 3
     assert spec.warnings == []
     assert spec.variables == variables
+
+
+async def test_a_workflow_over_the_size_limit_is_refused_and_nothing_stored(session, tmp_path):
+    workflow = base_workflow()
+    workflow["99"] = {"class_type": "Note", "inputs": {"text": "x" * (5 * 2**20)}}
+    (tmp_path / "huge.json").write_text(json.dumps(workflow))
+    with pytest.raises(PipelineFileError) as refused:
+        await import_pipeline(session, tmp_path / "huge.json")
+    assert str(refused.value) == (
+        f"step 1 “huge”: {tmp_path / 'huge.json'} is 5.0 MB; a workflow may be at most 5 MB "
+        "(export it in API format, without images)")
+    assert await count_rows(session) == (0, 0)
+
+
+@pytest.mark.parametrize("depth", [150, 5000, 200_000])
+async def test_a_workflow_nested_too_deep_is_refused_and_nothing_stored(session, tmp_path, depth):
+    workflow = base_workflow()
+    nested = "[" * depth + "]" * depth
+    note = f'"99": {{"class_type": "Note", "inputs": {{"x": {nested}}}}}'
+    text = json.dumps(workflow)[:-1] + ", " + note + "}"
+    (tmp_path / "deep.json").write_text(text)
+    with pytest.raises(PipelineFileError) as refused:
+        await import_pipeline(session, tmp_path / "deep.json")
+    assert str(refused.value) == (
+        f"step 1 “deep”: {tmp_path / 'deep.json'}: nested more than 100 levels deep; "
+        "a workflow may not be")
+    assert await count_rows(session) == (0, 0)
+    ok = json.dumps(workflow)[:-1] + ', "99": {"class_type": "Note", "inputs": {"x": ' + (
+        "[" * 96 + "]" * 96) + "}}}"
+    (tmp_path / "fine.json").write_text(ok)
+    assert (await import_pipeline(session, tmp_path / "fine.json")).created

@@ -71,3 +71,43 @@ async def test_complete_hold_resume(session, tmp_path):
         await hold_run(session, run, "x")
     with pytest.raises(NotFound, match="no run #77"):
         await complete_run(session, 77)
+
+
+async def test_a_workers_hold_is_lifted_only_by_its_kind(session, tmp_path):
+    from db.models import HoldKind
+    from orchestration.runs import lift_hold
+
+    await make_pipeline(session, tmp_path)
+    run = await make_run(session)
+    held = await hold_run(session, run, "3 jobs in a row failed")
+    assert held.held_kind is HoldKind.failures
+    assert not await lift_hold(session, run, HoldKind.workers)  # a person lifts this one
+    assert (await resume_run(session, run)).held_kind is None
+    await hold_run(session, run, "no connected ComfyUI can run it", HoldKind.workers)
+    assert await lift_hold(session, run, HoldKind.workers)
+    lifted = await session.get_one(PipelineRun, run)
+    assert (lifted.held_reason, lifted.held_kind, lifted.held_at) == (None, None, None)
+    assert not await lift_hold(session, run, HoldKind.workers)
+
+
+async def test_create_run_asks_the_check_before_writing(session, tmp_path):
+    await make_pipeline(session, tmp_path, steps=2)
+    seen = []
+
+    def lacking(steps, values):
+        seen.append(([s.position for s in steps], dict(values)))
+        return [f"step {n} needs checkpoint 'x'; ComfyUI at http://gpu:8188 has: none"
+                for n in range(1, 80)]
+
+    with pytest.raises(InvalidInput) as refused:
+        await create_run(session, "test-pipeline", "r", {"prompt": "p"}, RunSettings(),
+                         check=lacking)
+    assert seen == [([1, 2], {"prompt": "p"})]
+    text = str(refused.value)
+    assert text.startswith("No ComfyUI can run “test-pipeline” with these values, so no run "
+                           "was started:\n• step 1 needs checkpoint 'x'")
+    assert len(text) < 2000 and text.endswith("more")
+    assert await session.scalar(select(func.count()).select_from(PipelineRun)) == 0
+    created = await create_run(session, "test-pipeline", "r", {"prompt": "p"}, RunSettings(),
+                               check=lambda steps, values: [])
+    assert created.run_id == 1

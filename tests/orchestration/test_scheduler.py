@@ -325,3 +325,89 @@ async def test_comfy_restart_losing_the_prompt_releases_the_job(session_factory,
     assert statuses.count(JobStatus.cancelled) >= 3
     assert statuses[-2:] == [JobStatus.succeeded, JobStatus.succeeded]
     assert held is None
+
+
+async def _until(condition, seconds: float = 15) -> None:
+    async with asyncio.timeout(seconds):
+        while not await condition():  # noqa: ASYNC110 - a database row has no event
+            await asyncio.sleep(0.02)
+
+
+async def test_a_run_no_connected_worker_can_serve_is_held_lifted_and_skipped(
+    session_factory, tmp_path
+):
+    """B lacks the checkpoint: with B alone the run is held; once A (which has it) connects
+    the hold is lifted and A makes that run's jobs while B makes only the other run's."""
+    from db.models import HoldKind
+
+    events: list[SchedulerEvent] = []
+    checkpoint = "sd_xl_base_1.0.safetensors"
+    async with (SimulatedComfy(duration=0.02, root=tmp_path / "a",
+                               models={"checkpoints": [checkpoint]}) as a,
+                SimulatedComfy(duration=0.02, root=tmp_path / "b") as b):
+        async with session_factory() as s:
+            await import_pipeline(s, REPO / "pipelines" / "sdxl-refine-upscale")
+            sdxl = (await create_run(s, "sdxl-refine-upscale", "sea",
+                                     {"prompt": "a lighthouse", "checkpoint": checkpoint},
+                                     RunSettings(max_children=2))).run_id
+        [demo] = await start_runs(session_factory, ["demo"], RunSettings(max_children=2))
+        await a.go_down()
+        scheduler = make_scheduler(session_factory, [b.url, a.url], tmp_path / "data", events)
+
+        async def sdxl_run() -> PipelineRun:
+            async with session_factory() as s:
+                return await s.get_one(PipelineRun, sdxl)
+
+        async def held() -> bool:
+            return (await sdxl_run()).held_kind is HoldKind.workers
+
+        async def lifted() -> bool:
+            return (await sdxl_run()).held_reason is None
+
+        await scheduler.start()
+        try:
+            await _until(held)
+            reason = (await sdxl_run()).held_reason
+            assert reason == (
+                "no connected ComfyUI can run it; it goes on by itself once one can:\n"
+                + "\n".join(f"• step {n} needs checkpoint '{checkpoint}'; ComfyUI at {b.url} "
+                            "has: none" for n in ("1 (base)", "2 (refine)", "3 (upscale)")))
+            [event] = [e for e in events if e.kind == "run_held"]
+            assert (event.run_id, event.message) == (sdxl, reason)
+            await a.come_up()
+            await _until(lifted)
+            await idle(scheduler)
+        finally:
+            await scheduler.stop()
+    async with session_factory() as s:
+        jobs = (await s.execute(select(Job.run_id, Job.worker, Job.status))).all()
+    assert {(w, st) for r, w, st in jobs if r == sdxl} == {(a.url, JobStatus.succeeded)}
+    assert len([j for j in jobs if j.run_id == sdxl]) == 6  # 2 base images, 2 children each
+    assert {st for r, _, st in jobs if r == demo} == {JobStatus.succeeded}
+    assert b.url in {w for r, w, _ in jobs if r == demo}
+
+
+async def test_one_worker_that_can_serve_a_run_is_enough_to_start_it(session_factory, tmp_path):
+    from comfy.capabilities import fetch_capabilities
+    from comfy.client import ComfyClient
+    from orchestration.errors import InvalidInput
+
+    checkpoint = "sd_xl_base_1.0.safetensors"
+    async with (SimulatedComfy(duration=0.01, root=tmp_path / "a",
+                               models={"checkpoints": [checkpoint]}) as a,
+                SimulatedComfy(duration=0.01, root=tmp_path / "b") as b):
+        scheduler = make_scheduler(session_factory, [b.url, a.url], tmp_path / "data")
+        for sim in (b, a):
+            async with ComfyClient(sim.url) as client:
+                scheduler.capabilities[sim.url] = await fetch_capabilities(client)
+    async with session_factory() as s:
+        await import_pipeline(s, REPO / "pipelines" / "sdxl-refine-upscale")
+        values = {"prompt": "a lighthouse", "checkpoint": checkpoint}
+        await create_run(s, "sdxl-refine-upscale", "ok", values, RunSettings(),
+                         check=scheduler.problems_for_run)
+        with pytest.raises(InvalidInput) as refused:
+            await create_run(s, "sdxl-refine-upscale", "no", values | {"checkpoint": "other"},
+                             RunSettings(), check=scheduler.problems_for_run)
+    lines = str(refused.value).splitlines()[1:]
+    assert len(lines) == 6  # three steps, each on both workers
+    assert {line.split("ComfyUI at ")[1].split(" ")[0] for line in lines} == {a.url, b.url}

@@ -87,6 +87,18 @@ async def test_round_robin_skips_runs_without_work(session, tmp_path):
     assert f"skipped: {b}" in nxt.reason
 
 
+async def test_runs_a_worker_cannot_serve_are_passed_by_and_keep_their_turn(session, tmp_path):
+    await make_pipeline(session, tmp_path)
+    a, b, c = [await make_run(session, name=n) for n in "ABC"]
+    rng = random.Random(5)
+    got = [(await claim_next_job(session, rng, frozenset({b}))) for _ in range(3)]
+    assert [j.run_id for j in got if isinstance(j, ClaimedJob)] == [a, c, a]
+    assert (await claim(session, rng)).run_id == b  # another worker: B's turn comes up
+    none = await claim_next_job(session, rng, frozenset({a, b, c}))
+    assert not isinstance(none, ClaimedJob) and none.mode is Mode.no_work
+    assert none.reason == "no run has work (3 running, 3 this worker cannot serve)"
+
+
 async def test_children_in_flight_count_toward_n(session, tmp_path):
     await make_pipeline(session, tmp_path, steps=2)
     run = await make_run(session, settings=RunSettings(max_children=2))
