@@ -245,7 +245,7 @@ async def test_queue_delete_interrupt_and_misc_like_recording_07(tmp_path: Path)
     workflow = json.loads(json.dumps(trace["history"][first_pid]["prompt"][2]))
     workflow["1"]["inputs"].update(width=64, height=64)  # 2048² blurs would only cost time
     async with (
-        SimulatedComfy(duration=0.6, root=tmp_path) as sim,
+        SimulatedComfy(duration=1.2, root=tmp_path) as sim,
         session(sim) as (http, frames, cid),
     ):
         status, first = await post_prompt(http, sim, workflow, cid)
@@ -743,7 +743,7 @@ async def test_a_changed_input_file_is_not_answered_from_the_cache(sim: Simulate
 
 
 async def test_an_interrupt_takes_effect_at_the_next_node_boundary(tmp_path: Path) -> None:
-    async with SimulatedComfy(duration=0.8, root=tmp_path) as sim, \
+    async with SimulatedComfy(duration=2.0, root=tmp_path) as sim, \
             session(sim) as (http, frames, cid):
         _, body = await post_prompt(http, sim, heavy_workflow(), cid)
         pid = body["prompt_id"]
@@ -769,7 +769,7 @@ async def test_an_interrupt_takes_effect_at_the_next_node_boundary(tmp_path: Pat
 
 
 async def test_an_interrupt_stops_a_sampler_at_its_next_step(tmp_path: Path) -> None:
-    async with SimulatedComfy(duration=1.4, root=tmp_path) as sim, \
+    async with SimulatedComfy(duration=3.5, root=tmp_path) as sim, \
             session(sim) as (http, frames, cid):
         await post_prompt(http, sim, txt2img_workflow(steps=10), cid)
         await frames.until(lambda f: f["type"] == "progress" and f["data"]["value"] == 2)
