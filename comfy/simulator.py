@@ -1,9 +1,9 @@
 """A simulated ComfyUI server on loopback, for tests, benchmarks and the GPU-less demo.
 
-It speaks the protocol recorded from ComfyUI 0.3.64 (see shared/comfyui-traces): the same
-endpoints, websocket frames in the same order, the same history, queue and 400 shapes. Prompts run
-one at a time in submission order, each taking `duration` seconds spread over its nodes, and a
-useful subset of core nodes really runs (with Pillow), so images differ by seed, prompt and step:
+It speaks the protocol recorded from ComfyUI 0.3.64 (see shared/comfyui-traces) and was checked
+side by side against a real 0.3.64: the same endpoints, websocket frames in the same order, the
+same history, queue and error answers. A useful subset of core nodes really runs (with Pillow),
+so images differ by seed, prompt and step:
 
     EmptyImage, LoadImage, ImageInvert, ImageBlur, ImageScale, ImageScaleBy, SaveImage,
     PreviewImage; and for model workflows CheckpointLoaderSimple, LoraLoader, VAELoader,
@@ -14,17 +14,42 @@ useful subset of core nodes really runs (with Pillow), so images differ by seed,
 Like a fresh ComfyUI it has no model files unless given some (`models=`); `GET /models` and
 `GET /models/{folder}` list them.
 
+What it does as ComfyUI does:
+
+- Prompts run one at a time in queue order, each taking `duration` seconds spread over the
+  nodes it would run, in ComfyUI's execution order.
+- A prompt's frames (`progress_state` and `progress` too) go only to the client id that
+  submitted it; `status` goes to everyone. A prompt without a client id sends only its
+  progress frames (to everyone) and, if interrupted, `execution_interrupted`.
+- Node outputs are cached by input signature (a LoadImage also by the file's hash) for the
+  nodes of the last prompt, as ComfyUI's classic cache: an identical prompt lists every node in
+  `execution_cached`, re-sends the earlier `executed` output, succeeds at once and its history
+  points at the earlier prompt's files; a prompt differing only in SaveImage's prefix re-runs
+  only SaveImage.
+- An interrupt is a flag seen at the next node's start or a sampler's next step; one raised
+  while the last node runs comes too late, and one raised while idle is forgotten.
+- A prompt ends with its end frame, then `status`, then `executing` with node null (those two
+  after history is written).
+- Validation follows execution.validate_prompt, including what raises: a link to a missing node
+  or slot is `exception_during_validation` on the output node, or
+  `exception_during_inner_validation` on the node whose check raised; widget values are
+  converted in place. A body ComfyUI cannot read (not JSON, or the wrong JSON shape where its
+  handler indexes it) answers aiohttp's plain-text 500, on POST /prompt, /queue and /history.
+- POST /queue sends a `status` frame per deleted prompt (two when the queue empties) and one
+  per clear; a websocket's first `feature_flags` message is answered; and when an older socket
+  of a reused client id closes, that id is unregistered, so the newer socket gets no frames.
+
 Faults can be injected (see the "fault injection" methods) and every prompt's server-side start
 and end times are kept in `timings` for the idle-gap benchmark.
 
     async with SimulatedComfy(duration=0.5) as sim:
         ...  # sim.url
 """
-
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -45,7 +70,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
@@ -283,7 +308,7 @@ class PromptTiming:
     """Server-side life of one prompt (time.monotonic seconds)."""
 
     prompt_id: str
-    number: int
+    number: int | float
     queued: float
     started: float | None = None
     ended: float | None = None
@@ -292,7 +317,7 @@ class PromptTiming:
 
 @dataclass
 class _Job:
-    number: int
+    number: int | float
     prompt_id: str
     prompt: dict[str, Any]
     extra_data: dict[str, Any]
@@ -336,6 +361,46 @@ class _Fault:
 
 def _ms() -> int:
     return int(time.time() * 1000)
+
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {"INT": int, "FLOAT": float, "STRING": str,
+                                             "BOOLEAN": bool}
+_MAX_UPLOAD = 100 * 2**20
+_INTERNAL_ERROR = "500 Internal Server Error\n\nServer got itself in trouble"
+
+
+def _internal_error() -> web.Response:
+    """What aiohttp answers when a ComfyUI handler raises."""
+    return web.Response(status=500, text=_INTERNAL_ERROR)
+
+
+def _type_name(err: BaseException) -> str:
+    kind = type(err)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _is_link(value: Any) -> bool:
+    """comfy_execution.graph_utils.is_link."""
+    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+            and isinstance(value[1], int | float))
+
+
+def _has_node(prompt: dict[str, Any], node_id: Any) -> bool:
+    try:
+        return node_id in prompt
+    except TypeError:
+        return False
+
+
+def _hashable(value: Any) -> Any:
+    """caching.to_hashable for JSON values (a dict's order does not matter, 1 == 1.0)."""
+    if isinstance(value, dict):
+        return ("d", frozenset((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("l", tuple(_hashable(v) for v in value))
+    return value
 
 
 def _error(kind: str, message: str, details: str = "", **extra: Any) -> dict[str, Any]:
@@ -395,9 +460,13 @@ class SimulatedComfy:
         self._rng = random.Random(seed)
         self._runner: web.AppRunner | None = None
         self._sockets: dict[str, web.WebSocketResponse] = {}
+        self._dropped: set[int] = set()  # ids of sockets drop_websockets closed
         self._pending: list[_Job] = []
         self._running: _Job | None = None
         self._history: dict[str, dict[str, Any]] = {}
+        # Node outputs and UI results by input signature, as ComfyUI's classic cache.
+        self._outputs_cache: dict[Any, tuple[Any, ...]] = {}
+        self._ui_cache: dict[Any, dict[str, Any]] = {}
         self._number = 0
         self._last_node: str | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -528,6 +597,7 @@ class SimulatedComfy:
         for sid, ws in list(self._sockets.items()):
             if self._sockets.get(sid) is ws:
                 del self._sockets[sid]
+            self._dropped.add(id(ws))
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"simulated drop")
 
     def refuse_websockets(self, refuse: bool = True) -> None:
@@ -597,6 +667,8 @@ class SimulatedComfy:
             self._pending.clear()
             self._running = None
             self._history.clear()
+            self._outputs_cache.clear()
+            self._ui_cache.clear()
             self._number = 0
             self._idle.set()
 
@@ -610,7 +682,7 @@ class SimulatedComfy:
     # -- HTTP server ---------------------------------------------------------------------------
 
     def _make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._fault_middleware], client_max_size=100 * 2**20)
+        app = web.Application(middlewares=[self._fault_middleware], client_max_size=_MAX_UPLOAD)
         routes = [
             web.get("/ws", self._ws),
             web.post("/prompt", self._post_prompt),
@@ -681,25 +753,39 @@ class SimulatedComfy:
         return response
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
+        """server.py websocket_handler, quirks included.
+
+        A reconnect with the same client id takes the id over; when the older socket closes
+        afterwards, its cleanup unregisters the id, so the newer socket gets no more frames.
+        """
         if self._refuse_ws or self._refuse_ws_prompt:
             return web.Response(status=503, text="websocket refused (simulated)")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
-        self._sockets[sid] = ws  # a reconnect with the same id replaces the old socket
+        self._sockets[sid] = ws
         try:
             status = {"status": self._queue_info(), "sid": sid}
             await ws.send_json({"type": "status", "data": status})
             job = self._running
             if job is not None and job.client_id == sid and self._last_node is not None:
                 await ws.send_json({"type": "executing", "data": {"node": self._last_node}})
-            async for _ in ws:
-                pass  # ComfyUI ignores what clients send
+            first = True
+            async for msg in ws:
+                if first and msg.type == WSMsgType.TEXT:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        if json.loads(msg.data).get("type") == "feature_flags":
+                            await ws.send_json({"type": "feature_flags", "data": {
+                                "supports_preview_metadata": True,
+                                "max_upload_size": _MAX_UPLOAD}})
+                first = False
         except (ConnectionError, RuntimeError):
             pass
         finally:
-            if self._sockets.get(sid) is ws:
-                del self._sockets[sid]
+            if id(ws) in self._dropped:
+                self._dropped.discard(id(ws))  # the simulator closed it and let go of it
+            else:
+                self._sockets.pop(sid, None)
         return ws
 
     async def _send(self, kind: str, data: Mapping[str, Any], sid: str | None = None) -> None:
@@ -727,34 +813,41 @@ class SimulatedComfy:
 
     async def _post_prompt(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response(
-                {"error": _error("invalid_json", "The request body is not JSON"),
-                 "node_errors": {}}, status=400)
+            return await self._accept_prompt(request)
+        except Exception:
+            # ComfyUI's handler does not guard these reads: aiohttp answers its own 500.
+            log.info("simulated ComfyUI: POST /prompt raised", exc_info=True)
+            return _internal_error()
+
+    async def _accept_prompt(self, request: web.Request) -> web.Response:
+        """server.py post_prompt, step by step (what raises there raises here).
+
+        The body need not be an object: `in` and indexing act on whatever JSON it holds.
+        """
+        body: Any = await request.json()
         if self._rejections:
             status, answer = self._rejections.pop(0)
             return web.json_response(answer, status=status)
-        if not isinstance(body, dict):
-            body = {}
-        if isinstance(body.get("number"), int | float):
-            number = body["number"]
+        number: int | float
+        if "number" in body:
+            number = float(body["number"])
         else:
-            number = -self._number if body.get("front") else self._number
+            number = self._number
+            if "front" in body and body["front"]:  # noqa: RUF019
+                number = -number
             self._number += 1
         if "prompt" not in body:
             error = _error("no_prompt", "No prompt provided", "No prompt provided")
             return web.json_response({"error": error, "node_errors": {}}, status=400)
         prompt = body["prompt"]
-        prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+        prompt_id = str(body.get("prompt_id", uuid.uuid4()))
         valid, error_info, outputs, node_errors = self._validate(prompt)
+        extra_data = body["extra_data"] if "extra_data" in body else {}  # noqa: SIM401
+        if "client_id" in body:
+            extra_data["client_id"] = body["client_id"]
         if not valid:
             log.info("simulated ComfyUI: invalid prompt: %s", error_info)
             return web.json_response({"error": error_info, "node_errors": node_errors}, status=400)
-        extra = body.get("extra_data")
-        extra_data = dict(extra) if isinstance(extra, dict) else {}
-        if "client_id" in body:
-            extra_data["client_id"] = body["client_id"]
         job = _Job(number, prompt_id, prompt, extra_data, outputs,
                    PromptTiming(prompt_id, number, time.monotonic()))
         self._pending.append(job)
@@ -773,21 +866,42 @@ class SimulatedComfy:
         return web.json_response({"queue_running": running, "queue_pending": pending})
 
     async def _post_queue(self, request: web.Request) -> web.Response:
-        body = await self._json_or_empty(request)
-        if body.get("clear"):
-            self._pending.clear()
-        delete = body.get("delete")
-        if isinstance(delete, list):
-            self._pending = [job for job in self._pending if job.prompt_id not in delete]
-        if not self._pending and self._running is None:
-            self._idle.set()
-        await self._status()
+        """Like PromptQueue.wipe_queue/delete_queue_item: a status frame per change."""
+        try:
+            body: Any = await request.json()
+            if "clear" in body and body["clear"]:  # noqa: RUF019
+                self._pending.clear()
+                await self._status()
+            if "delete" in body:
+                for prompt_id in body["delete"]:
+                    job = next((j for j in self._pending if j.prompt_id == prompt_id), None)
+                    if job is None:
+                        continue
+                    if len(self._pending) == 1:
+                        self._pending.clear()
+                        await self._status()
+                    else:
+                        self._pending.remove(job)
+                    await self._status()
+        except Exception:
+            log.info("simulated ComfyUI: POST /queue raised", exc_info=True)
+            return _internal_error()
+        finally:
+            if not self._pending and self._running is None:
+                self._idle.set()
         return web.Response(status=200)
 
     async def _post_interrupt(self, request: web.Request) -> web.Response:
-        body = await self._json_or_empty(request)
-        wanted = body.get("prompt_id")
-        if self._running is not None and (not wanted or wanted == self._running.prompt_id):
+        """Raise the interrupt flag; the running prompt sees it at its next check."""
+        try:
+            try:
+                body: Any = await request.json()
+            except json.JSONDecodeError:
+                body = {}
+            wanted = body.get("prompt_id")
+        except Exception:
+            return _internal_error()
+        if not wanted or (self._running is not None and wanted == self._running.prompt_id):
             self._interrupt.set()
         return web.Response(status=200)
 
@@ -804,11 +918,15 @@ class SimulatedComfy:
         return web.json_response({prompt_id: entry} if entry is not None else {})
 
     async def _post_history(self, request: web.Request) -> web.Response:
-        body = await self._json_or_empty(request)
-        if body.get("clear"):
-            self._history.clear()
-        for prompt_id in body.get("delete") or []:
-            self._history.pop(str(prompt_id), None)
+        try:
+            body: Any = await request.json()
+            if "clear" in body and body["clear"]:  # noqa: RUF019
+                self._history.clear()
+            if "delete" in body:
+                for prompt_id in body["delete"]:
+                    self._history.pop(prompt_id, None)
+        except Exception:
+            return _internal_error()
         return web.Response(status=200)
 
     async def _view(self, request: web.Request) -> web.StreamResponse:
@@ -904,16 +1022,6 @@ class SimulatedComfy:
             return web.Response(status=404)  # as ComfyUI: unknown folders have no body
         return web.json_response(sorted(files))
 
-    @staticmethod
-    async def _json_or_empty(request: web.Request) -> dict[str, Any]:
-        if not request.can_read_body:
-            return {}
-        try:
-            body = await request.json()
-        except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
-
     # -- validation (like execution.validate_prompt) ---------------------------------------------
 
     def _choices(self, spec: _In) -> list[str]:
@@ -927,12 +1035,14 @@ class SimulatedComfy:
     def _validate(
         self, prompt: Any
     ) -> tuple[bool, dict[str, Any] | None, list[str], dict[str, Any]]:
-        """(valid, error, outputs to run, node_errors), with ComfyUI's error shapes."""
-        if not isinstance(prompt, dict):
-            return False, _error("invalid_prompt", "Prompt is not an object"), [], {}
+        """(valid, error, outputs to run, node_errors), as execution.validate_prompt builds them.
+
+        What that function does not guard raises here too (the caller answers 500).
+        """
         outputs: list[str] = []
-        for node_id, node in prompt.items():
-            if not isinstance(node, dict) or "class_type" not in node:
+        for node_id in prompt:
+            node = prompt[node_id]
+            if "class_type" not in node:
                 return False, _error(
                     "invalid_prompt",
                     "Cannot execute because a node is missing the class_type property.",
@@ -943,138 +1053,128 @@ class SimulatedComfy:
                     "invalid_prompt",
                     f"Cannot execute because node {node['class_type']} does not exist.",
                     f"Node ID '#{node_id}'"), [], {}
-            if node_type.output_node:
-                outputs.append(str(node_id))
+            if node_type.output_node and node_id not in outputs:
+                outputs.append(node_id)
         if not outputs:
             return False, _error("prompt_no_outputs", "Prompt has no outputs"), [], {}
 
-        validated: dict[str, tuple[bool, list[dict[str, Any]]]] = {}
+        validated: dict[Any, tuple[bool, list[dict[str, Any]]]] = {}
         good: list[str] = []
+        own_errors: list[dict[str, Any]] = []
         node_errors: dict[str, Any] = {}
         for output in outputs:
-            if self._validate_node(prompt, output, validated):
+            try:
+                valid, reasons = self._validate_node(prompt, output, validated)
+            except Exception as err:
+                valid = False
+                reasons = [_error("exception_during_validation", "Exception when validating node",
+                                  str(err), exception_type=_type_name(err),
+                                  traceback=traceback.format_tb(err.__traceback__))]
+                validated[output] = (False, reasons)
+            if valid:
                 good.append(output)
                 continue
-            for node_id in self._ancestors(prompt, output):
-                ok, reasons = validated.get(node_id, (True, []))
-                if not ok and reasons:
+            own_errors += reasons
+            # Every failed node seen so far, not only this output's ancestors (as ComfyUI does).
+            for node_id, (ok, errors) in validated.items():
+                if not ok and errors:
                     entry = node_errors.setdefault(node_id, {
-                        "errors": reasons, "dependent_outputs": [],
+                        "errors": errors, "dependent_outputs": [],
                         "class_type": prompt[node_id]["class_type"]})
                     entry["dependent_outputs"].append(output)
         if not good:
-            failed = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation")
+            details = "\n".join(f"{e['message']}: {e['details']}" for e in own_errors)
+            failed = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation",
+                            details)
             return False, failed, [], node_errors
         return True, None, good, node_errors
 
-    @staticmethod
-    def _ancestors(prompt: dict[str, Any], node_id: str) -> list[str]:
-        seen: list[str] = []
-        stack = [node_id]
-        while stack:
-            current = stack.pop()
-            if current in seen or current not in prompt:
-                continue
-            seen.append(current)
-            for value in (prompt[current].get("inputs") or {}).values():
-                if isinstance(value, list) and len(value) == 2:
-                    stack.append(str(value[0]))
-        return seen
-
     def _validate_node(
-        self, prompt: dict[str, Any], node_id: str,
-        validated: dict[str, tuple[bool, list[dict[str, Any]]]],
-    ) -> bool:
+        self, prompt: dict[str, Any], node_id: Any,
+        validated: dict[Any, tuple[bool, list[dict[str, Any]]]],
+    ) -> tuple[bool, list[dict[str, Any]]]:
+        """execution.validate_inputs: a missing node or slot raises, to be caught a level up."""
         if node_id in validated:
-            return validated[node_id][0]
+            return validated[node_id]
         validated[node_id] = (True, [])  # provisional: a cycle is reported when it runs
-        node = prompt[node_id]
-        node_type = NODE_TYPES[node["class_type"]]
-        inputs = node.get("inputs") or {}
+        inputs = prompt[node_id]["inputs"]
+        node_type = NODE_TYPES[prompt[node_id]["class_type"]]
         errors: list[dict[str, Any]] = []
         valid = True
         for name, spec in node_type.inputs.items():
-            config = [spec.kind] if spec.opts is None else [spec.kind, dict(spec.opts)]
+            head: Any = self._choices(spec) if spec.kind == "COMBO" else spec.kind
+            config = [head, dict(spec.opts or {})]
             if name not in inputs:
                 errors.append(_error("required_input_missing", "Required input is missing", name,
                                      input_name=name))
                 continue
             value = inputs[name]
             if isinstance(value, list):
-                problem = self._check_link(prompt, name, value, spec, config)
-                if problem is not None:
-                    errors.append(problem)
-                elif not self._validate_node(prompt, str(value[0]), validated):
+                if len(value) != 2:
+                    errors.append(_error(
+                        "bad_linked_input",
+                        "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                        name, input_name=name, input_config=config, received_value=value))
+                    continue
+                source = value[0]
+                received = NODE_TYPES[prompt[source]["class_type"]].outputs[value[1]]
+                if received != spec.kind:
+                    errors.append(_error(
+                        "return_type_mismatch", "Return type mismatch between linked nodes",
+                        f"{name}, received_type({received}) mismatch input_type({spec.kind})",
+                        input_name=name, input_config=config, received_type=received,
+                        linked_node=value))
+                    continue
+                try:
+                    if not self._validate_node(prompt, source, validated)[0]:
+                        valid = False
+                except Exception as err:
                     valid = False
+                    message = str(err)
+                    validated[source] = (False, [_error(
+                        "exception_during_inner_validation", "Exception when validating inner node",
+                        message, input_name=name, input_config=config, exception_message=message,
+                        exception_type=_type_name(err),
+                        traceback=traceback.format_tb(err.__traceback__), linked_node=value)])
                 continue
-            if spec.kind not in _WIDGETS:
-                errors.append(_error(
-                    "bad_linked_input",
-                    "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-                    name, input_name=name, input_config=config, received_value=value))
-                continue
-            problem = self._check_widget(node_type, name, value, spec, config)
+            problem = self._check_widget(node_type, inputs, name, spec, config)
             if problem is not None:
                 errors.append(problem)
-        if errors:
-            valid = False
-        validated[node_id] = (valid, errors)
-        return valid
-
-    @staticmethod
-    def _check_link(
-        prompt: dict[str, Any], name: str, value: list[Any], spec: _In, config: list[Any]
-    ) -> dict[str, Any] | None:
-        if len(value) != 2:
-            return _error("bad_linked_input",
-                          "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-                          name, input_name=name, input_config=config, received_value=value)
-        source = prompt.get(str(value[0]))
-        if not isinstance(source, dict):
-            return _error("exception_during_inner_validation",
-                          "Exception when validating inner node",
-                          f"node {value[0]} does not exist", input_name=name, linked_node=value)
-        outputs = NODE_TYPES[source["class_type"]].outputs
-        slot = value[1]
-        if not isinstance(slot, int) or not 0 <= slot < len(outputs):
-            return _error("bad_linked_input",
-                          "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-                          name, input_name=name, input_config=config, received_value=value)
-        received = outputs[slot]
-        if received != spec.kind:
-            return _error("return_type_mismatch", "Return type mismatch between linked nodes",
-                          f"{name}, received_type({received}) mismatch input_type({spec.kind})",
-                          input_name=name, input_config=config, received_type=received,
-                          linked_node=value)
-        return None
+        result = (valid and not errors, errors)
+        validated[node_id] = result
+        return result
 
     def _check_widget(
-        self, node_type: _NodeType, name: str, value: Any, spec: _In, config: list[Any]
+        self, node_type: _NodeType, inputs: dict[str, Any], name: str, spec: _In,
+        config: list[Any],
     ) -> dict[str, Any] | None:
-        opts = spec.opts or {}
-        if spec.kind in ("INT", "FLOAT"):
-            try:
-                number = int(value) if spec.kind == "INT" else float(value)
-            except (TypeError, ValueError) as err:
-                return _error("invalid_input_type",
-                              f"Failed to convert an input value to a {spec.kind} value",
-                              f"{name}, {value}, {err}", input_name=name, input_config=config,
-                              received_value=value, exception_message=str(err))
-            if "min" in opts and number < opts["min"]:
-                return _error("value_smaller_than_min",
-                              f"Value {number} smaller than min of {opts['min']}", name,
-                              input_name=name, input_config=config, received_value=value)
-            if "max" in opts and number > opts["max"]:
-                return _error("value_bigger_than_max",
-                              f"Value {number} bigger than max of {opts['max']}", name,
-                              input_name=name, input_config=config, received_value=value)
-            return None
-        if spec.kind != "COMBO":
-            return None
-        if node_type.name == "LoadImage":
-            if self._input_path(str(value)) is None:
+        """Convert the value in place (the queued prompt keeps it converted), then check it."""
+        value = inputs[name]
+        try:
+            if isinstance(value, dict) and "__value__" in value:
+                value = inputs[name] = value["__value__"]
+            if spec.kind in _CONVERT:
+                value = inputs[name] = _CONVERT[spec.kind](value)
+        except Exception as err:
+            return _error("invalid_input_type",
+                          f"Failed to convert an input value to a {spec.kind} value",
+                          f"{name}, {value}, {err}", input_name=name, input_config=config,
+                          received_value=value, exception_message=str(err))
+        if node_type.name == "LoadImage" and spec.kind == "COMBO":
+            if self._input_path(str(value)) is None:  # its VALIDATE_INPUTS replaces the list check
                 return _error("custom_validation_failed", "Custom validation failed for node",
                               f"{name} - Invalid image file: {value}", input_name=name)
+            return None
+        opts = spec.opts or {}
+        if "min" in opts and value < opts["min"]:
+            return _error("value_smaller_than_min",
+                          f"Value {value} smaller than min of {opts['min']}", name,
+                          input_name=name, input_config=config, received_value=value)
+        if "max" in opts and value > opts["max"]:
+            return _error("value_bigger_than_max",
+                          f"Value {value} bigger than max of {opts['max']}", name,
+                          input_name=name, input_config=config, received_value=value)
+        if spec.kind != "COMBO":
             return None
         choices = self._choices(spec)
         if value in choices:
@@ -1114,11 +1214,11 @@ class SimulatedComfy:
                     self._idle.set()
                 self._work.clear()
                 await self._work.wait()
-            job = min(self._pending, key=lambda j: j.number)
+            job = min(self._pending, key=lambda j: (j.number, j.prompt_id))  # heap order
             self._pending.remove(job)
             self._running = job  # taken and marked running with no await in between
             self._started.set()
-            self._interrupt.clear()
+            self._interrupt.clear()  # an interrupt raised while idle does not reach this one
             job.timing.started = time.monotonic()
             self.timings.append(job.timing)
             try:
@@ -1130,94 +1230,128 @@ class SimulatedComfy:
                     self._refuse_ws_prompt = False
 
     async def _execute(self, job: _Job) -> None:
+        """PromptExecutor.execute_async, then main.prompt_worker's end of a prompt."""
         pid, sid = job.prompt_id, job.client_id
         messages: list[list[Any]] = []
 
-        async def emit(kind: str, data: dict[str, Any], *, record: bool = False) -> None:
+        async def emit(kind: str, data: dict[str, Any], *, record: bool = False,
+                       broadcast: bool = False) -> None:
+            # Frames go to the submitting client; without one, most are not sent at all.
             if record:
                 messages.append([kind, data])
-            if sid is not None:
+            if sid is not None or broadcast:
                 await self._send(kind, data, sid)
+
+        async def progress(nodes: dict[str, dict[str, Any]]) -> None:
+            await self._send("progress_state", {"prompt_id": pid, "nodes": dict(nodes)}, sid)
 
         await self._status()
         await emit("execution_start", {"prompt_id": pid, "timestamp": _ms()}, record=True)
-        await emit("execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": _ms()},
+        keys = {node_id: self._signature(job.prompt, node_id) for node_id in job.prompt}
+        used = set(keys.values())
+        self._outputs_cache = {k: v for k, v in self._outputs_cache.items() if k in used}
+        self._ui_cache = {k: v for k, v in self._ui_cache.items() if k in used}
+        cached = [node_id for node_id in job.prompt if keys[node_id] in self._outputs_cache]
+        await emit("execution_cached", {"nodes": cached, "prompt_id": pid, "timestamp": _ms()},
                    record=True)
-        failure = self._failures.pop(0) if self._failures else None
-        drop = self._drop_next
-        self._drop_next = None
 
-        values: dict[str, tuple[Any, ...]] = {}
-        ui_outputs: dict[str, dict[str, Any]] = {}
+        order, cycle = self._order(job.prompt, job.outputs, lambda n: n in cached)
+        full, _ = self._order(job.prompt, job.outputs, lambda n: False)
+        share = self.duration / max(len(full), 1)
+        to_run = [n for n in order if n not in cached]
+        failure = self._failures.pop(0) if self._failures and to_run else None
+        fail_at = self._failure_node(job.prompt, to_run, failure)
+        drop = self._drop_next if to_run else None
+        if to_run:
+            self._drop_next = None
+
+        values: dict[str, tuple[Any, ...]] = {
+            n: self._outputs_cache[keys[n]] for n in cached}
         executed: list[str] = []
         states: dict[str, dict[str, Any]] = {}
         node_id = ""
         current_inputs: dict[str, Any] = {}
         ending: tuple[str, dict[str, Any]]
         try:
-            order = self._order(job.prompt, job.outputs)
-            share = self.duration / max(len(order), 1)
-            fail_at = self._failure_node(job.prompt, order, failure)
-            for index, node_id in enumerate(order):
-                self._check_interrupt()
+            for node_id in order:
                 node = job.prompt[node_id]
+                key = keys[node_id]
                 current_inputs = {}
+                if key in self._outputs_cache:
+                    values[node_id] = self._outputs_cache[key]
+                    ui_cached = self._ui_cache.get(key) or {}
+                    await emit("executed", {"node": node_id, "display_node": node_id,
+                                            "output": ui_cached.get("output"), "prompt_id": pid})
+                    states[node_id] = self._state(pid, node_id, 1.0, 1.0, "finished")
+                    await progress(states)
+                    continue
                 states[node_id] = self._state(pid, node_id, 0.0, 1.0, "running")
-                await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)})
+                await progress(states)
                 self._last_node = node_id
                 await emit("executing", {"node": node_id, "display_node": node_id,
                                          "prompt_id": pid})
-                if drop is not None and index == 0:
+                if drop is not None:
                     self._refuse_ws_prompt = drop
+                    drop = None
                     await self.drop_websockets()
                 inputs = self._resolve(node, values)
                 current_inputs = {k: [_format_value(v)] for k, v in inputs.items()}
+                self._check_interrupt()  # nodes.before_node_execution
                 steps = int(inputs.get("steps", 0)) if node["class_type"] == "KSampler" else 0
-                await self._spend(pid, node_id, share, steps, states, emit)
+                await self._spend(pid, node_id, share, steps, states, progress)
                 if failure is not None and node_id == fail_at:
                     raise _InjectedFailure(failure.message, failure.exception_type)
                 result, ui = await asyncio.to_thread(self._run_node, job, node_id, inputs)
                 values[node_id] = result
-                executed.append(node_id)
                 if ui is not None:
-                    ui_outputs[node_id] = ui
+                    self._ui_cache[key] = {
+                        "meta": {"node_id": node_id, "display_node": node_id,
+                                 "parent_node": None, "real_node_id": node_id},
+                        "output": ui}
                     await emit("executed", {"node": node_id, "display_node": node_id,
                                             "output": ui, "prompt_id": pid})
+                self._outputs_cache[key] = result
                 top = float(states[node_id]["max"])
                 states[node_id] = self._state(pid, node_id, top, top, "finished")
-                await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)})
+                await progress(states)
+                executed.append(node_id)
+            if cycle is not None:
+                node_id = cycle
+                raise _CycleError("Dependency cycle detected")
         except _Interrupted:
             ending = ("execution_interrupted", {
                 "prompt_id": pid, "node_id": node_id,
-                "node_type": job.prompt.get(node_id, {}).get("class_type"),
+                "node_type": job.prompt[node_id]["class_type"],
                 "executed": list(executed), "timestamp": _ms()})
         except Exception as err:
             if isinstance(err, _InjectedFailure):
                 exception_type = err.exception_type
                 tb = [f'  File "<simulator>", line 1, in {job.prompt[node_id]["class_type"]}\n']
+            elif isinstance(err, _CycleError):
+                exception_type, tb, current_inputs = "graph.DependencyCycleError", [], {}
             else:
-                exception_type = type(err).__name__
+                exception_type = _type_name(err)
                 tb = traceback.format_tb(err.__traceback__)
             ending = ("execution_error", {
                 "prompt_id": pid, "node_id": node_id,
-                "node_type": job.prompt.get(node_id, {}).get("class_type"),
+                "node_type": job.prompt[node_id]["class_type"],
                 "executed": list(executed),
                 "exception_message": f"{err}\n", "exception_type": exception_type,
                 "traceback": tb, "current_inputs": current_inputs,
                 "current_outputs": list(job.prompt), "timestamp": _ms()})
         else:
             ending = ("execution_success", {"prompt_id": pid, "timestamp": _ms()})
-        await emit(*ending, record=True)
+        await emit(*ending, record=True, broadcast=ending[0] == "execution_interrupted")
 
         success = ending[0] == "execution_success"
+        ui_outputs = {n: self._ui_cache[keys[n]] for n in job.prompt if keys[n] in self._ui_cache}
         # History and the end of "running" change together, as in PromptQueue.task_done.
         self._history[pid] = {
             "prompt": job.queue_item(),
-            "outputs": ui_outputs,
+            "outputs": {n: ui["output"] for n, ui in ui_outputs.items()},
             "status": {"status_str": "success" if success else "error", "completed": success,
                        "messages": messages},
-            "meta": {n: {"node_id": n, "display_node": n, "parent_node": None, "real_node_id": n}
-                     for n in ui_outputs},
+            "meta": {n: ui["meta"] for n, ui in ui_outputs.items()},
         }
         self._running = None
         self._last_node = None
@@ -1227,8 +1361,9 @@ class SimulatedComfy:
         self._refuse_ws_prompt = False
         if not self._pending:
             self._idle.set()
-        await emit("executing", {"node": None, "prompt_id": pid})
         await self._status()
+        if sid is not None:
+            await self._send("executing", {"node": None, "prompt_id": pid}, sid)
 
     @staticmethod
     def _state(pid: str, node_id: str, value: float, top: float, state: str) -> dict[str, Any]:
@@ -1239,50 +1374,128 @@ class SimulatedComfy:
     async def _spend(
         self, pid: str, node_id: str, seconds: float, steps: int,
         states: dict[str, dict[str, Any]],
-        emit: Callable[[str, dict[str, Any]], Any],
+        progress: Callable[[dict[str, dict[str, Any]]], Any],
     ) -> None:
-        """Take this node's share of the prompt's duration, with progress frames for samplers."""
-        if steps <= 0:
-            await self._sleep(seconds)
-            return
-        for step in range(1, steps + 1):
-            await self._sleep(seconds / steps)
-            await emit("progress", {"value": step, "max": steps, "prompt_id": pid, "node": node_id})
-            states[node_id] = self._state(pid, node_id, float(step), float(steps), "running")
-            await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)})
+        """Take this node's share of the prompt's duration; a sampler reports each step.
 
-    async def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._interrupt.wait(), seconds)
-        self._check_interrupt()
+        Only a sampler looks at the interrupt flag while it works (its progress hook does).
+        """
+        if steps <= 0:
+            if seconds > 0:
+                await asyncio.sleep(seconds)
+            return
+        job = self._running
+        sid = job.client_id if job is not None else None
+        for step in range(1, steps + 1):
+            if seconds > 0:
+                await asyncio.sleep(seconds / steps)
+            self._check_interrupt()
+            await self._send("progress", {"value": step, "max": steps, "prompt_id": pid,
+                                          "node": node_id}, sid)
+            states[node_id] = self._state(pid, node_id, float(step), float(steps), "running")
+            await progress(states)
 
     def _check_interrupt(self) -> None:
+        """The flag stays raised until the next prompt starts, as nodes.interrupt_processing."""
         if self._interrupt.is_set():
-            self._interrupt.clear()
             raise _Interrupted
 
-    @staticmethod
-    def _order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:
-        """Nodes to run, each after the nodes it reads from (only those outputs need)."""
-        order: list[str] = []
-        visiting: set[str] = set()
+    def _signature(self, prompt: dict[str, Any], node_id: str) -> Any:
+        """caching.CacheKeySetInputSignature: the node's inputs and all its ancestors'."""
+        ancestors: list[Any] = []
+        index: dict[Any, int] = {}
 
-        def visit(node_id: str) -> None:
-            if node_id in order:
+        def walk(current: Any) -> None:
+            if not _has_node(prompt, current):
                 return
-            if node_id in visiting:
-                raise _CycleError(f"Dependency cycle detected at node {node_id}")
-            visiting.add(node_id)
-            for value in (prompt[node_id].get("inputs") or {}).values():
-                if isinstance(value, list) and len(value) == 2:
-                    visit(str(value[0]))
-            visiting.discard(node_id)
-            order.append(node_id)
+            inputs = prompt[current].get("inputs") or {}
+            for name in sorted(inputs):
+                if _is_link(inputs[name]) and inputs[name][0] not in index:
+                    ancestors.append(inputs[name][0])
+                    index[inputs[name][0]] = len(ancestors) - 1
+                    walk(inputs[name][0])
 
-        for output in sorted(outputs, key=lambda x: (len(x), x)):
-            visit(output)
-        return order
+        def immediate(current: Any) -> Any:
+            if not _has_node(prompt, current):
+                return [object()]  # never equal: a missing node is not cached
+            node = prompt[current]
+            parts: list[Any] = [node["class_type"], self._is_changed(node)]
+            inputs = node.get("inputs") or {}
+            for name in sorted(inputs):
+                value = inputs[name]
+                parts.append((name, ("ANCESTOR", index[value[0]], value[1]) if _is_link(value)
+                              else value))
+            return parts
+
+        walk(node_id)
+        return _hashable([immediate(node_id)] + [immediate(a) for a in ancestors])
+
+    def _is_changed(self, node: dict[str, Any]) -> Any:
+        """LoadImage's IS_CHANGED: the file's hash, so a replaced upload runs again."""
+        if node["class_type"] != "LoadImage":
+            return False
+        path = self._input_path(str((node.get("inputs") or {}).get("image")))
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path else object()
+
+    @staticmethod
+    def _order(
+        prompt: dict[str, Any], outputs: list[str], is_cached: Callable[[str], bool]
+    ) -> tuple[list[str], str | None]:
+        """comfy_execution.graph.ExecutionList: the nodes to run, in ComfyUI's order, and the
+        node blamed for a dependency cycle (None without one)."""
+        pending: dict[str, bool] = {}
+        block_count: dict[str, int] = {}
+        blocking: dict[str, dict[str, set[Any]]] = {}
+
+        def add_node(first: str) -> None:
+            stack, links = [first], []
+            while stack:
+                current = stack.pop()
+                if current in pending:
+                    continue
+                pending[current] = True
+                block_count[current] = 0
+                blocking[current] = {}
+                for value in (prompt[current].get("inputs") or {}).values():
+                    if _is_link(value) and not is_cached(value[0]):
+                        stack.append(value[0])
+                        links.append((value[0], value[1], current))
+            for source, socket, target in links:
+                if not is_cached(source):
+                    add_node(source)
+                    if target not in blocking[source]:
+                        blocking[source][target] = set()
+                        block_count[target] += 1
+                    blocking[source][target].add(socket)
+
+        def is_output(node_id: str) -> bool:
+            return NODE_TYPES[prompt[node_id]["class_type"]].output_node
+
+        def pick(ready: list[str]) -> str:
+            for node_id in ready:
+                if is_output(node_id):
+                    return node_id
+            for node_id in ready:
+                if any(is_output(b) for b in blocking[node_id]):
+                    return node_id
+            for node_id in ready:
+                if any(is_output(c) for b in blocking[node_id] for c in blocking[b]):
+                    return node_id
+            return ready[0]
+
+        for output in outputs:
+            add_node(output)
+        order: list[str] = []
+        while pending:
+            ready = [n for n in pending if block_count[n] == 0]
+            if not ready:
+                return order, next(iter(pending))
+            chosen = pick(ready)
+            order.append(chosen)
+            del pending[chosen]
+            for blocked in blocking.pop(chosen):
+                block_count[blocked] -= 1
+        return order, None
 
     @staticmethod
     def _failure_node(prompt: dict[str, Any], order: list[str], failure: _Failure | None) -> str:
@@ -1297,8 +1510,8 @@ class SimulatedComfy:
     def _resolve(node: dict[str, Any], values: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
         resolved: dict[str, Any] = {}
         for name, value in (node.get("inputs") or {}).items():
-            if isinstance(value, list) and len(value) == 2:
-                resolved[name] = values[str(value[0])][value[1]]
+            if _is_link(value):
+                resolved[name] = values[value[0]][value[1]]
             else:
                 resolved[name] = value
         return resolved

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from comfy.simulator import SimulatedComfy, serve
-from tests.comfy.conftest import invert_workflow, load_trace, txt2img_workflow
+from tests.comfy.conftest import CHECKPOINTS, invert_workflow, load_trace, txt2img_workflow
 
 ENDINGS = {"execution_success", "execution_error", "execution_interrupted"}
 
@@ -245,7 +245,7 @@ async def test_queue_delete_interrupt_and_misc_like_recording_07(tmp_path: Path)
     workflow = json.loads(json.dumps(trace["history"][first_pid]["prompt"][2]))
     workflow["1"]["inputs"].update(width=64, height=64)  # 2048² blurs would only cost time
     async with (
-        SimulatedComfy(duration=0.6, root=tmp_path) as sim,
+        SimulatedComfy(duration=1.2, root=tmp_path) as sim,
         session(sim) as (http, frames, cid),
     ):
         status, first = await post_prompt(http, sim, workflow, cid)
@@ -265,7 +265,8 @@ async def test_queue_delete_interrupt_and_misc_like_recording_07(tmp_path: Path)
 
         async with http.post(f"{sim.url}/queue", json={"delete": [second["prompt_id"]]}) as resp:
             assert resp.status == trace["delete_status"]
-        await frames.until(lambda f: f["type"] == "executing" and f["data"]["node"] == "3")
+        # As recorded: sent while node 2 runs, it stops the prompt where node 3 starts.
+        await frames.until(lambda f: f["type"] == "executing" and f["data"]["node"] == "2")
         async with http.post(f"{sim.url}/interrupt") as resp:
             assert resp.status == trace["interrupt_status"]
         end = await frames.until(lambda f: f["type"] in ENDINGS)
@@ -389,9 +390,14 @@ async def test_blur_changes_a_detailed_image(sim: SimulatedComfy) -> None:
 
 
 async def test_prompts_run_one_at_a_time_in_submission_order(sim: SimulatedComfy) -> None:
+    def distinct(color: int) -> dict[str, Any]:  # so none is answered from the cache
+        workflow = invert_workflow(batch=1)
+        workflow["1"]["inputs"]["color"] = color
+        return workflow
+
     async with session(sim) as (http, _, cid):
-        pids = [(await post_prompt(http, sim, invert_workflow(batch=1), cid))[1]["prompt_id"]
-                for _ in range(4)]
+        pids = [(await post_prompt(http, sim, distinct(color), cid))[1]["prompt_id"]
+                for color in range(4)]
         async with asyncio.timeout(5):
             await sim.wait_idle()
     assert [t.prompt_id for t in sim.timings] == pids
@@ -444,12 +450,13 @@ async def test_validation_errors_have_comfyui_shapes(sim: SimulatedComfy) -> Non
     workflow = invert_workflow()
     workflow["1"]["inputs"]["width"] = 0
     del workflow["1"]["inputs"]["color"]
-    workflow["2"]["inputs"]["image"] = ["3", 0]  # SaveImage has no outputs
+    workflow["2"]["inputs"]["image"] = ["3", 0]  # SaveImage has no outputs: slot 0 raises
     status, body = await submit(sim, workflow)
     assert status == 400
     assert body["error"]["type"] == "prompt_outputs_failed_validation"
-    errors = {e["type"] for e in body["node_errors"]["2"]["errors"]}
-    assert errors == {"bad_linked_input"}
+    (error,) = body["node_errors"]["2"]["errors"]
+    assert (error["type"], error["details"]) == ("exception_during_inner_validation",
+                                                 "tuple index out of range")
     workflow["2"]["inputs"]["image"] = ["1", 0]
     status, body = await submit(sim, workflow)
     kinds = [e["type"] for e in body["node_errors"]["1"]["errors"]]
@@ -607,7 +614,6 @@ async def test_serve_runs_until_cancelled(unused_tcp_port: int, tmp_path: Path) 
 
 
 async def test_fault_rules_match_paths_count_down_and_delay(sim: SimulatedComfy) -> None:
-    import aiohttp
 
     sim.fault("/history/*", status=503, body="busy", times=2)
     sim.fault("/queue", method="GET", status=None, delay=0.05, times=None)
@@ -682,3 +688,292 @@ async def test_object_info_gives_each_node_its_comfyui_combo_form(sim: Simulated
     async with aiohttp.ClientSession() as http:
         _, mine = await get_json(http, f"{sim.url}/object_info/ImageBlur")
     assert set(mine["ImageBlur"]) == set(recorded)
+
+
+# -- strictness checked side by side with a real ComfyUI 0.3.64 ------------------------------
+
+
+def heavy_workflow(prefix: str = "heavy") -> dict[str, Any]:
+    """Four nodes, so there is a node boundary after the one an interrupt arrives in."""
+    return {
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 3,
+                                                    "sigma": 1.0}},
+        "3": {"class_type": "ImageBlur", "inputs": {"image": ["2", 0], "blur_radius": 3,
+                                                    "sigma": 1.0}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": prefix}},
+    }
+
+
+def since(frames: Frames, start: int) -> list[dict[str, Any]]:
+    return frames.items[start:]
+
+
+def ended(pid: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda f: (f["type"] == "executing" and f["data"]["node"] is None
+                      and f["data"].get("prompt_id") == pid)
+
+
+async def test_frames_go_only_to_the_client_that_submitted(sim: SimulatedComfy) -> None:
+    async with session(sim) as (http, mine, cid), session(sim) as (_, other, _other_cid):
+        _, body = await post_prompt(http, sim, txt2img_workflow(steps=3), cid)
+        await mine.until(ended(body["prompt_id"]))
+        await other.until(lambda f: f["type"] == "status"
+                          and f["data"]["status"]["exec_info"]["queue_remaining"] == 0)
+        assert {"progress_state", "progress", "executing", "executed"} <= set(mine.types())
+        assert {f["type"] for f in other.items} == {"status"}
+
+        # Without a client id only progress frames are sent, and to everyone (sid None).
+        start_mine, start_other = len(mine.items), len(other.items)
+        status, body = await submit(sim, invert_workflow(batch=1))
+        assert status == 200
+        async with asyncio.timeout(5):
+            await sim.wait_idle()
+        await other.until(lambda f: f["type"] == "status" and f is not other.items[start_other]
+                          and f["data"]["status"]["exec_info"]["queue_remaining"] == 0)
+        for frames, start in ((mine, start_mine), (other, start_other)):
+            assert {f["type"] for f in since(frames, start)} == {"status", "progress_state"}
+
+
+async def test_an_identical_prompt_is_answered_from_the_cache(tmp_path: Path) -> None:
+    async with SimulatedComfy(duration=0.4, root=tmp_path) as sim, \
+            session(sim) as (http, frames, cid):
+        _, first = await post_prompt(http, sim, invert_workflow(batch=1), cid)
+        await frames.until(ended(first["prompt_id"]))
+        first_entry = sim.history_entry(first["prompt_id"])
+        assert first_entry is not None
+
+        start = len(frames.items)
+        _, again = await post_prompt(http, sim, invert_workflow(batch=1), cid)
+        pid = again["prompt_id"]
+        await frames.until(ended(pid))
+        kinds = [f["type"] for f in since(frames, start)]
+        assert kinds == ["status", "status", "execution_start", "execution_cached", "executed",
+                         "progress_state", "execution_success", "status", "executing"]
+        by_type = {f["type"]: f["data"] for f in since(frames, start)}
+        assert by_type["execution_cached"]["nodes"] == ["1", "2", "3"]
+        assert by_type["executed"]["output"] == first_entry["outputs"]["3"]
+        assert {n: s["state"] for n, s in by_type["progress_state"]["nodes"].items()} == {
+            "3": "finished"}
+        entry = sim.history_entry(pid)
+        assert entry is not None and entry["outputs"] == first_entry["outputs"]
+        assert entry["status"]["status_str"] == "success"
+        timing = sim.timings[-1]
+        assert timing.started is not None and timing.ended is not None
+        assert timing.ended - timing.started < 0.1  # no node ran
+        saved = sorted(p.name for p in (tmp_path / "output").rglob("*.png"))
+        assert saved == ["c_00001_.png"]
+
+        # Another prefix: only SaveImage runs again.
+        start = len(frames.items)
+        _, other = await post_prompt(http, sim, invert_workflow("elsewhere/d", batch=1), cid)
+        await frames.until(ended(other["prompt_id"]))
+        cached = next(f for f in since(frames, start) if f["type"] == "execution_cached")
+        assert cached["data"]["nodes"] == ["1", "2"]
+        executing = [f["data"]["node"] for f in since(frames, start) if f["type"] == "executing"]
+        assert executing == ["3", None]
+
+        # The cache keeps what the last prompt used: the first SaveImage is forgotten.
+        start = len(frames.items)
+        _, back = await post_prompt(http, sim, invert_workflow(batch=1), cid)
+        await frames.until(ended(back["prompt_id"]))
+        cached = next(f for f in since(frames, start) if f["type"] == "execution_cached")
+        assert cached["data"]["nodes"] == ["1", "2"]
+        entry = sim.history_entry(back["prompt_id"])
+        assert entry is not None
+        assert entry["outputs"]["3"]["images"][0]["filename"] == "c_00002_.png"
+
+
+async def test_a_changed_input_file_is_not_answered_from_the_cache(sim: SimulatedComfy) -> None:
+    async with aiohttp.ClientSession() as http:
+        await upload(http, sim, png((10, 10, 10)), "p.png")
+        first = await run_prompt(sim, loadimage_workflow("p.png"))
+        same = await run_prompt(sim, loadimage_workflow("p.png"))
+        await upload(http, sim, png((200, 10, 10)), "p.png")
+        changed = await run_prompt(sim, loadimage_workflow("p.png"))
+    assert same["outputs"] == first["outputs"]
+    assert changed["outputs"] != first["outputs"]
+    cached = [m for m in changed["status"]["messages"] if m[0] == "execution_cached"]
+    assert cached[0][1]["nodes"] == []
+
+
+async def test_an_interrupt_takes_effect_at_the_next_node_boundary(tmp_path: Path) -> None:
+    async with SimulatedComfy(duration=2.0, root=tmp_path) as sim, \
+            session(sim) as (http, frames, cid):
+        _, body = await post_prompt(http, sim, heavy_workflow(), cid)
+        pid = body["prompt_id"]
+        await frames.until(lambda f: f["type"] == "executing" and f["data"]["node"] == "2")
+        async with http.post(f"{sim.url}/interrupt", json={"prompt_id": pid}) as resp:
+            assert resp.status == 200
+        end = await frames.until(lambda f: f["type"] in ENDINGS)
+        assert end["type"] == "execution_interrupted"
+        assert end["data"]["node_id"] == "3"
+        assert sorted(end["data"]["executed"]) == ["1", "2"]
+        before_end = frames.items[:frames.items.index(end)]
+        assert [f["data"]["node"] for f in before_end if f["type"] == "executing"][-1] == "3"
+
+        # Arriving during the last node, it is too late: the prompt succeeds.
+        _, body = await post_prompt(http, sim, heavy_workflow("late"), cid)
+        await frames.until(lambda f: f["type"] == "executing" and f["data"]["node"] == "4"
+                           and f["data"]["prompt_id"] == body["prompt_id"])
+        async with http.post(f"{sim.url}/interrupt") as resp:
+            assert resp.status == 200
+        end = await frames.until(lambda f: f["type"] in ENDINGS
+                                 and f["data"]["prompt_id"] == body["prompt_id"])
+        assert end["type"] == "execution_success"
+
+
+async def test_an_interrupt_stops_a_sampler_at_its_next_step(tmp_path: Path) -> None:
+    async with SimulatedComfy(duration=3.5, root=tmp_path,
+                              models={"checkpoints": CHECKPOINTS}) as sim, \
+            session(sim) as (http, frames, cid):
+        await post_prompt(http, sim, txt2img_workflow(steps=10), cid)
+        await frames.until(lambda f: f["type"] == "progress" and f["data"]["value"] == 2)
+        async with http.post(f"{sim.url}/interrupt") as resp:
+            assert resp.status == 200
+        end = await frames.until(lambda f: f["type"] in ENDINGS)
+    assert end["type"] == "execution_interrupted"
+    assert end["data"]["node_id"] == "3"
+    steps = [f["data"]["value"] for f in frames.items if f["type"] == "progress"]
+    assert 2 <= len(steps) < 10
+
+
+async def test_a_prompt_ends_with_its_end_frame_then_status_then_executing_null(
+    sim: SimulatedComfy,
+) -> None:
+    trace = load_trace("01_success.json")
+    async with session(sim) as (http, frames, cid):
+        _, body = await post_prompt(http, sim, invert_workflow(), cid)
+        pid = body["prompt_id"]
+        await frames.until(ended(pid))
+        tail = frames.items[-3:]
+        assert [f["type"] for f in tail] == ["execution_success", "status", "executing"]
+        assert tail[1]["data"] == {"status": {"exec_info": {"queue_remaining": 0}}}
+        assert tail[2]["data"] == {"node": None, "prompt_id": pid}
+        assert set(tail[0]["data"]) == set(trace["ws_messages"][-1]["data"])
+        assert tail[0]["data"]["prompt_id"] == pid
+
+        sim.fail_next_prompt()
+        _, body = await post_prompt(http, sim, invert_workflow(batch=1), cid)
+        await frames.until(ended(body["prompt_id"]))
+        assert [f["type"] for f in frames.items[-3:]] == ["execution_error", "status",
+                                                          "executing"]
+
+
+INTERNAL_ERROR = "500 Internal Server Error\n\nServer got itself in trouble"
+
+
+async def test_bodies_comfyui_cannot_read_answer_500(sim: SimulatedComfy) -> None:
+    async with aiohttp.ClientSession() as http:
+        for path, data in (("/prompt", b"{not json"), ("/prompt", b""), ("/prompt", b"null"),
+                           ("/prompt", b'"prompt"'), ("/prompt", b'{"prompt": [1]}'),
+                           ("/prompt", b'{"prompt": {}, "number": "x"}'),
+                           ("/prompt", b'{"prompt": {}, "extra_data": [], "client_id": "c"}'),
+                           ("/queue", b"nope"), ("/history", b"nope")):
+            async with http.post(f"{sim.url}{path}", data=data) as resp:
+                assert (resp.status, resp.content_type, await resp.text()) == (
+                    500, "text/plain", INTERNAL_ERROR), (path, data)
+        async with http.post(f"{sim.url}/interrupt", data=b"nope") as resp:
+            assert resp.status == 200  # the one handler that reads JSON defensively
+        async with http.post(f"{sim.url}/prompt", json=[1, 2]) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["type"] == "no_prompt"
+        async with http.post(f"{sim.url}/prompt",
+                             json={"prompt": invert_workflow(), "number": 7}) as resp:
+            assert '"number": 7.0' in await resp.text()
+
+
+def broken(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    workflow = invert_workflow()
+    change(workflow)
+    return workflow
+
+
+async def test_broken_links_are_refused_like_comfyui(sim: SimulatedComfy) -> None:
+    def output_to_missing(w: dict[str, Any]) -> None:
+        w["3"]["inputs"]["images"] = ["99", 0]
+
+    status, body = await submit(sim, broken(output_to_missing))
+    assert status == 400
+    assert body["error"]["details"] == "Exception when validating node: '99'"
+    (error,) = body["node_errors"]["3"]["errors"]
+    assert (error["type"], error["details"], error["extra_info"]["exception_type"]) == (
+        "exception_during_validation", "'99'", "KeyError")
+    assert isinstance(error["extra_info"]["traceback"], list)
+
+    cases: list[tuple[Callable[[dict[str, Any]], None], str, str]] = [
+        (lambda w: w["2"]["inputs"].update(image=["99", 0]), "'99'", "KeyError"),
+        (lambda w: w["2"]["inputs"].update(image=["1", 5]), "tuple index out of range",
+         "IndexError"),
+        (lambda w: w["2"]["inputs"].update(image=["1", "0"]),
+         "tuple indices must be integers or slices, not str", "TypeError"),
+        (lambda w: w["2"]["inputs"].update(image=[1, 0]), "1", "KeyError"),
+        (lambda w: w["2"].pop("inputs"), "'inputs'", "KeyError"),
+    ]
+    for change, details, exception_type in cases:
+        status, body = await submit(sim, broken(change))
+        assert status == 400, details
+        assert body["error"]["details"] == ""
+        # Blamed on the node whose check raised, described by the input that led to it.
+        (error,) = body["node_errors"]["2"]["errors"]
+        assert error["type"] == "exception_during_inner_validation"
+        assert error["details"] == error["extra_info"]["exception_message"] == details
+        assert error["extra_info"]["exception_type"] == exception_type
+        assert error["extra_info"]["input_name"] == "images"
+        assert error["extra_info"]["linked_node"] == ["2", 0]
+        assert error["extra_info"]["input_config"] == ["IMAGE", {"tooltip": "The images to save."}]
+
+    status, body = await submit(sim, broken(lambda w: w["2"]["inputs"].update(image=["1", -1])))
+    assert status == 200  # Python reads slot -1 as the last output
+
+    status, body = await submit(sim, broken(lambda w: w["3"]["inputs"].pop("images")))
+    assert body["error"]["details"] == "Required input is missing: images"
+    status, body = await submit(sim, broken(lambda w: w["2"]["inputs"].update(image=["1", 0, 0])))
+    assert body["node_errors"]["2"]["errors"][0]["extra_info"]["input_config"] == ["IMAGE", {}]
+
+
+async def test_queue_changes_announce_status_like_comfyui(sim: SimulatedComfy) -> None:
+    sim.pause()
+    async with session(sim) as (http, frames, cid):
+        pids = [(await post_prompt(http, sim, invert_workflow(batch=1), cid))[1]["prompt_id"]
+                for _ in range(3)]
+        await frames.until(lambda f: f["type"] == "status"
+                           and f["data"]["status"]["exec_info"]["queue_remaining"] == 3)
+
+        async def statuses(body: dict[str, Any]) -> list[int]:
+            start = len(frames.items)
+            async with http.post(f"{sim.url}/queue", json=body) as resp:
+                assert resp.status == 200
+            # a marker frame: everything the POST caused was sent before it
+            await sim.send_frame("marker", {}, client_id=cid)
+            await frames.until(lambda f: f["type"] == "marker" and f in since(frames, start))
+            return [f["data"]["status"]["exec_info"]["queue_remaining"]
+                    for f in since(frames, start) if f["type"] == "status"]
+
+        assert await statuses({"delete": [pids[0], "unknown"]}) == [2]
+        assert await statuses({}) == []
+        assert await statuses({"delete": [pids[1]]}) == [1]
+        assert await statuses({"delete": [pids[2]]}) == [0, 0]  # the last one wipes the queue
+        assert await statuses({"clear": True}) == [0]
+
+
+async def test_an_older_socket_closing_unregisters_its_client_id(sim: SimulatedComfy) -> None:
+    """ComfyUI's websocket handler pops the client id when any socket of that id closes."""
+    async with aiohttp.ClientSession() as http:
+        old = await http.ws_connect(f"{sim.url}/ws", params={"clientId": "same"})
+        assert (await old.receive_json())["type"] == "status"
+        await old.send_json({"type": "feature_flags", "data": {}})
+        flags = await asyncio.wait_for(old.receive_json(), 5)
+        assert flags == {"type": "feature_flags", "data": {"supports_preview_metadata": True,
+                                                           "max_upload_size": 100 * 2**20}}
+        new = Frames(await http.ws_connect(f"{sim.url}/ws", params={"clientId": "same"}))
+        await new.until(lambda f: f["type"] == "status")
+        await old.close()
+        async with asyncio.timeout(5):
+            while "same" in sim._sockets:  # noqa: ASYNC110 - polls the server's own state
+                await asyncio.sleep(0.01)
+        await sim.send_frame("marker", {})  # to everyone still registered
+        await sim.send_frame("marker", {}, client_id="same")
+        await new.close()  # anything sent before the close frame has been read by now
+        assert [f["type"] for f in new.items] == ["status"]
