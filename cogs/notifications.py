@@ -28,6 +28,13 @@ def describe(event: SchedulerEvent) -> str | None:
             "Free space in the data folder (or make it writable again); the run goes on by "
             "itself once a file can be written. The job that could not be stored is made again."
         )
+    if event.kind == "run_held" and event.hold_kind is HoldKind.workers:
+        return (
+            f"⏸️ This run is on hold: {event.message}\n"
+            "Install what is missing on a ComfyUI (or add a worker that has it); the run goes "
+            "on by itself once a connected worker has it (looked at on every connect and "
+            "every few minutes)."
+        )
     if event.kind == "run_resumed":
         return f"▶️ The hold is lifted: {event.message}. Work goes on."
     if event.kind == "worker_unhealthy":

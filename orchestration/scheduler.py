@@ -766,9 +766,12 @@ class Scheduler:
                     async with self.sessions() as session:
                         lifted = await lift_hold(session, run_id, HoldKind.workers)
                     if lifted:
-                        log.info("run %d: a connected worker can serve it again; hold lifted",
-                                 run_id)
+                        able = next(u for u, problems in lacks.items() if not problems)
+                        log.info("run %d: %s can serve it; hold lifted", run_id, able)
                         self.wake()
+                        await self._emit(SchedulerEvent(
+                            "run_resumed", f"ComfyUI at {able} has what it needs", able,
+                            run_id, hold_kind=HoldKind.workers))
                 continue
             if held_reason is not None:
                 continue
@@ -780,7 +783,8 @@ class Scheduler:
                 except DomainError:  # completed meanwhile
                     continue
             log.warning("run %d held: %s", run_id, reason)
-            await self._emit(SchedulerEvent("run_held", reason, connected[-1], run_id))
+            await self._emit(SchedulerEvent("run_held", reason, connected[-1], run_id,
+                                            hold_kind=HoldKind.workers))
 
     # -- recovery ------------------------------------------------------------------------------
 

@@ -58,6 +58,22 @@ async def test_storage_hold_and_its_lifting_go_to_their_run_only(session_factory
     assert channels["a"].send.await_count == 0
 
 
+async def test_a_hold_for_want_of_a_model_says_it_lifts_itself(session_factory, tmp_path):
+    cog, channels = await setup_runs(session_factory, tmp_path)
+    await cog.on_scheduler_event(SchedulerEvent(
+        "run_held", "no connected ComfyUI can run it; it goes on by itself once one can:\n"
+        "• step 1 (base) needs checkpoint 'x.safetensors'; ComfyUI at http://gpu:8188 has: none",
+        "http://gpu:8188", run_id=2, hold_kind=HoldKind.workers))
+    await cog.on_scheduler_event(SchedulerEvent(
+        "run_resumed", "ComfyUI at http://gpu:8188 has what it needs", "http://gpu:8188",
+        run_id=2, hold_kind=HoldKind.workers))
+    held, lifted = posted(channels["b"])
+    assert "checkpoint 'x.safetensors'" in held and "/resume" not in held
+    assert "install" in held.lower()
+    assert "lifted" in lifted and "has what it needs" in lifted
+    assert channels["a"].send.await_count == 0
+
+
 async def test_unhealthy_worker_is_told_to_running_runs(session_factory, tmp_path):
     cog, channels = await setup_runs(session_factory, tmp_path)
     await cog.on_scheduler_event(SchedulerEvent(

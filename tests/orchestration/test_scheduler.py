@@ -373,10 +373,13 @@ async def test_a_run_no_connected_worker_can_serve_is_held_lifted_and_skipped(
                 + "\n".join(f"• step {n} needs checkpoint '{checkpoint}'; ComfyUI at {b.url} "
                             "has: none" for n in ("1 (base)", "2 (refine)", "3 (upscale)")))
             [event] = [e for e in events if e.kind == "run_held"]
-            assert (event.run_id, event.message) == (sdxl, reason)
+            assert (event.run_id, event.message, event.hold_kind) == (
+                sdxl, reason, HoldKind.workers)
             await a.come_up()
             await _until(lifted)
             await idle(scheduler)
+            [back] = [e for e in events if e.kind == "run_resumed"]
+            assert (back.run_id, back.worker, back.hold_kind) == (sdxl, a.url, HoldKind.workers)
         finally:
             await scheduler.stop()
     async with session_factory() as s:
