@@ -103,6 +103,8 @@ class Pipelines(commands.Cog):
         lines = []
         for url in scheduler.workers:
             state = {True: "up", False: "DOWN", None: "not checked yet"}[scheduler.up.get(url)]
+            if scheduler.up.get(url) and scheduler.unhealthy.get(url):
+                state = f"UNHEALTHY ({scheduler.unhealthy[url]})"
             job = scheduler.progress.get(url)
             if job is None:
                 lines.append(f"**{url}**: {state}, idle")

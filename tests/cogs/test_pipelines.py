@@ -61,6 +61,17 @@ async def test_import_refusals(session_factory, tmp_path):
     assert "No pipelines yet" in replies(listing)[0]
 
 
+async def test_status_names_an_unhealthy_worker_and_what_it_said(session_factory, tmp_path):
+    cog = Pipelines(make_bot(session_factory, tmp_path))
+    [url] = cog.bot.scheduler.workers
+    cog.bot.scheduler.up[url] = True
+    said = f"ComfyUI at {url} answers, but GET /history/p1 failed: HTTP 500: boom"
+    cog.bot.scheduler.unhealthy[url] = said
+    interaction = fake_interaction(cog.bot)
+    await invoke(Pipelines.status, cog, interaction)
+    assert f"**{url}**: UNHEALTHY ({said}), idle" in replies(interaction)[0]
+
+
 async def test_status_before_the_scheduler_checked_workers(session_factory, tmp_path):
     cog = Pipelines(make_bot(session_factory, tmp_path))
     interaction = fake_interaction(cog.bot)
