@@ -212,36 +212,32 @@ async def hold_for_storage(session: AsyncSession, run_id: int, reason: str) -> b
     return True
 
 
-async def storage_held_runs(session: AsyncSession) -> list[int]:
+async def held_runs(session: AsyncSession, kind: HoldKind) -> list[int]:
     rows = await session.scalars(
-        select(PipelineRun.id).where(PipelineRun.held_kind == HoldKind.storage,
+        select(PipelineRun.id).where(PipelineRun.held_kind == kind,
                                      PipelineRun.held_reason.is_not(None))
     )
     return list(rows)
 
 
-async def lift_storage_holds(session: AsyncSession) -> list[int]:
-    """Lift every hold made because files could not be written; returns the runs lifted
-    (each once, even with several workers lifting at the same time)."""
-    result = await session.execute(
+async def lift_holds(
+    session: AsyncSession, kind: HoldKind, run_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Lift the holds of this kind (of these runs, or all); a hold of another kind stays.
+
+    Returns the runs lifted, each once even when several workers lift at the same time."""
+    stmt = (
         update(PipelineRun)
-        .where(PipelineRun.held_kind == HoldKind.storage, PipelineRun.held_reason.is_not(None))
+        .where(PipelineRun.held_kind == kind, PipelineRun.held_reason.is_not(None),
+               PipelineRun.status == RunStatus.running)
         .values(held_reason=None, held_at=None, held_kind=None)
         .returning(PipelineRun.id)
     )
-    lifted = sorted(result.scalars())
+    if run_ids is not None:
+        stmt = stmt.where(PipelineRun.id.in_(run_ids))
+    lifted = sorted((await session.execute(stmt)).scalars())
     await session.commit()
     return lifted
-
-
-async def lift_hold(session: AsyncSession, run_id: int, kind: HoldKind) -> bool:
-    """Lift the run's hold if it is of this kind (one a person made stays); True if lifted."""
-    run = await get_run(session, run_id)
-    if run.status is not RunStatus.running or run.held_kind is not kind:
-        return False
-    run.held_reason = run.held_kind = run.held_at = None
-    await session.commit()
-    return True
 
 
 async def resume_run(session: AsyncSession, run_id: int) -> PipelineRun:

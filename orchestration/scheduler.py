@@ -63,12 +63,11 @@ from orchestration.jobs import (
 )
 from orchestration.payload import submit_job_payload
 from orchestration.runs import (
+    held_runs,
     hold_for_storage,
     hold_run,
-    lift_hold,
-    lift_storage_holds,
+    lift_holds,
     problem_lines,
-    storage_held_runs,
 )
 from orchestration.storage import image_relpath, image_suffix, write_atomically
 from orchestration.workers import worker_client_id
@@ -470,7 +469,7 @@ class Scheduler:
         if not self._storage_holds:
             return
         async with self.sessions() as session:
-            waiting = await storage_held_runs(session)
+            waiting = await held_runs(session, HoldKind.storage)
         if not waiting:
             self._storage_holds = False
             return
@@ -480,7 +479,7 @@ class Scheduler:
             log.debug("the data folder still cannot take files: %s", err)
             return
         async with self.sessions() as session:
-            lifted = await lift_storage_holds(session)
+            lifted = await lift_holds(session, HoldKind.storage)
         self._storage_holds = False
         for run_id in lifted:
             log.info("run %d: the data folder takes files again; the run goes on", run_id)
@@ -764,7 +763,7 @@ class Scheduler:
             if any(not problems for problems in lacks.values()):
                 if held_kind is HoldKind.workers:
                     async with self.sessions() as session:
-                        lifted = await lift_hold(session, run_id, HoldKind.workers)
+                        lifted = await lift_holds(session, HoldKind.workers, [run_id])
                     if lifted:
                         able = next(u for u, problems in lacks.items() if not problems)
                         log.info("run %d: %s can serve it; hold lifted", run_id, able)

@@ -75,19 +75,19 @@ async def test_complete_hold_resume(session, tmp_path):
 
 async def test_a_workers_hold_is_lifted_only_by_its_kind(session, tmp_path):
     from db.models import HoldKind
-    from orchestration.runs import lift_hold
+    from orchestration.runs import lift_holds
 
     await make_pipeline(session, tmp_path)
     run = await make_run(session)
     held = await hold_run(session, run, "3 jobs in a row failed")
     assert held.held_kind is HoldKind.failures
-    assert not await lift_hold(session, run, HoldKind.workers)  # a person lifts this one
+    assert not await lift_holds(session, HoldKind.workers, [run])  # a person lifts this one
     assert (await resume_run(session, run)).held_kind is None
     await hold_run(session, run, "no connected ComfyUI can run it", HoldKind.workers)
-    assert await lift_hold(session, run, HoldKind.workers)
+    assert await lift_holds(session, HoldKind.workers, [run]) == [run]
     lifted = await session.get_one(PipelineRun, run)
     assert (lifted.held_reason, lifted.held_kind, lifted.held_at) == (None, None, None)
-    assert not await lift_hold(session, run, HoldKind.workers)
+    assert not await lift_holds(session, HoldKind.workers, [run])
 
 
 async def test_create_run_asks_the_check_before_writing(session, tmp_path):
