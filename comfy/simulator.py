@@ -611,6 +611,8 @@ class SimulatedComfy:
             answer: web.StreamResponse | None = None
             if rule.after_handling:
                 answer = await handler(request)
+            elif rule.status is None:
+                await request.read()  # a busy server has read the request: it will handle it
             await asyncio.sleep(rule.delay)
             if rule.status is not None:
                 return web.Response(status=rule.status, text=rule.body)
@@ -664,12 +666,7 @@ class SimulatedComfy:
     # -- endpoints -----------------------------------------------------------------------------
 
     async def _post_prompt(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response(
-                {"error": _error("invalid_json", "The request body is not JSON"),
-                 "node_errors": {}}, status=400)
+        body = await request.json()  # not JSON: ComfyUI lets it raise, so aiohttp answers 500
         if self._rejections:
             status, answer = self._rejections.pop(0)
             return web.json_response(answer, status=status)

@@ -625,3 +625,24 @@ async def test_fault_rules_match_paths_count_down_and_delay(sim: SimulatedComfy)
         sim.clear_faults()
         async with http.get(f"{sim.url}/system_stats") as resp:
             assert resp.status == 200
+
+
+async def test_a_late_request_is_handled_even_if_the_client_left(sim: SimulatedComfy) -> None:
+    sim.fault("/prompt", method="POST", status=None, delay=0.3)
+    body = {"prompt": invert_workflow(), "client_id": "gone", "prompt_id": "late-1"}
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(TimeoutError):
+            await http.post(f"{sim.url}/prompt", json=body,
+                            timeout=aiohttp.ClientTimeout(total=0.05))
+    async with asyncio.timeout(5):
+        while sim.history_entry("late-1") is None:  # noqa: ASYNC110 - no event for a late POST
+            await asyncio.sleep(0.01)
+    assert [t.prompt_id for t in sim.timings] == ["late-1"]
+
+
+async def test_a_prompt_body_that_is_not_json_is_a_500_like_comfyui(sim: SimulatedComfy) -> None:
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{sim.url}/prompt", data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 500
+        assert await resp.text() == "500 Internal Server Error\n\nServer got itself in trouble"
