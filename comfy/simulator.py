@@ -1086,7 +1086,8 @@ class SimulatedComfy:
                 node = job.prompt[node_id]
                 current_inputs = {}
                 states[node_id] = self._state(pid, node_id, 0.0, 1.0, "running")
-                await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)})
+                await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)},
+                                 sid)
                 self._last_node = node_id
                 await emit("executing", {"node": node_id, "display_node": node_id,
                                          "prompt_id": pid})
@@ -1096,7 +1097,7 @@ class SimulatedComfy:
                 inputs = self._resolve(node, values)
                 current_inputs = {k: [_format_value(v)] for k, v in inputs.items()}
                 steps = int(inputs.get("steps", 0)) if node["class_type"] == "KSampler" else 0
-                await self._spend(pid, node_id, share, steps, states, emit)
+                await self._spend(pid, node_id, share, steps, states, emit, sid)
                 if failure is not None and node_id == fail_at:
                     raise _InjectedFailure(failure.message, failure.exception_type)
                 result, ui = await asyncio.to_thread(self._run_node, job, node_id, inputs)
@@ -1108,7 +1109,8 @@ class SimulatedComfy:
                                             "output": ui, "prompt_id": pid})
                 top = float(states[node_id]["max"])
                 states[node_id] = self._state(pid, node_id, top, top, "finished")
-                await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)})
+                await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)},
+                                 sid)
         except _Interrupted:
             ending = ("execution_interrupted", {
                 "prompt_id": pid, "node_id": node_id,
@@ -1162,7 +1164,7 @@ class SimulatedComfy:
     async def _spend(
         self, pid: str, node_id: str, seconds: float, steps: int,
         states: dict[str, dict[str, Any]],
-        emit: Callable[[str, dict[str, Any]], Any],
+        emit: Callable[[str, dict[str, Any]], Any], sid: str | None,
     ) -> None:
         """Take this node's share of the prompt's duration, with progress frames for samplers."""
         if steps <= 0:
@@ -1172,7 +1174,8 @@ class SimulatedComfy:
             await self._sleep(seconds / steps)
             await emit("progress", {"value": step, "max": steps, "prompt_id": pid, "node": node_id})
             states[node_id] = self._state(pid, node_id, float(step), float(steps), "running")
-            await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)})
+            await self._send("progress_state", {"prompt_id": pid, "nodes": dict(states)},
+                             sid)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds > 0:

@@ -646,3 +646,14 @@ async def test_a_prompt_body_that_is_not_json_is_a_500_like_comfyui(sim: Simulat
     ) as resp:
         assert resp.status == 500
         assert await resp.text() == "500 Internal Server Error\n\nServer got itself in trouble"
+
+
+async def test_prompt_frames_go_only_to_the_prompt_client(sim: SimulatedComfy) -> None:
+    async with session(sim) as (http, mine, cid), session(sim) as (_, other, _):
+        _, body = await post_prompt(http, sim, invert_workflow(), cid)
+        await mine.until(lambda f: f["type"] == "executing" and f["data"]["node"] is None)
+        await sim.send_frame("status", {"status": {}})  # a broadcast, as a marker
+        await other.until(lambda f: f["type"] == "status" and f["data"]["status"] == {})
+    assert "progress_state" in mine.types()
+    assert set(other.types(upto_end=False)) == {"status"}
+    assert body["prompt_id"]
