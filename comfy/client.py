@@ -3,12 +3,22 @@
 Following a prompt uses the server's websocket (`/ws?clientId=`) for prompt progress and the end
 signal, and `GET /history/{id}` as the source of truth: the socket is opened before a prompt is
 submitted so a fast prompt cannot finish unseen, history is asked at the start of every follow (a
-prompt may have ended before anyone listened) and polled while the socket is down.
+prompt may have ended before anyone listened) and polled while the socket is down, or up but
+silent about a running prompt for `silence_after` seconds. Only frames that name a prompt count
+for it; frames naming none are ignored.
 
 Every HTTP call is retried with exponential backoff (tenacity) on connection errors, timeouts and
-5xx; then `ComfyUnavailable` is raised. A 400 is never retried. Submissions carry a client-chosen
-`prompt_id` (ComfyUI honours it), so a retry after a lost answer first checks whether the first
-attempt was queued: a prompt is never queued twice by this client.
+5xx. What is left is `ComfyUnavailable` when no answer could be had at all (refused, host
+unknown, no connection, dropped before answering), `ComfyUnhealthy` when the server answered 5xx
+or kept the request past its timeout (it quotes ComfyUI's text). A 4xx is never retried. Small
+calls have `request_timeout`, POST /prompt `submit_timeout`, downloads `download_timeout` (not
+retried once run out).
+
+Submissions carry a client-chosen `prompt_id` (ComfyUI honours it). Before any resend the client
+asks whether the server knows the id; after a POST that got no answer in time it keeps asking for
+`submit_grace` seconds, since a busy server may still be handling it. A 500 from POST /prompt is
+ComfyUI failing on this very body (it answers so when its handler raises), so it is sent once
+more only.
 """
 
 from __future__ import annotations
@@ -37,7 +47,13 @@ from tenacity import (
 )
 from yarl import URL
 
-from comfy.errors import ComfyError, ComfyProtocolError, ComfyRejected, ComfyUnavailable
+from comfy.errors import (
+    ComfyError,
+    ComfyProtocolError,
+    ComfyRejected,
+    ComfyUnavailable,
+    ComfyUnhealthy,
+)
 
 __all__ = [
     "ComfyClient",
@@ -204,11 +220,20 @@ def _parse_queue(body: Any) -> QueueState:
 
 
 class _ServerError(Exception):
-    """A 5xx answer, raised inside a retry attempt so tenacity retries it."""
+    """A 5xx answer, raised inside a retry attempt so it is retried."""
 
-    def __init__(self, status: int, reason: str | None) -> None:
+    def __init__(self, status: int, reason: str | None, text: str) -> None:
         super().__init__(f"HTTP {status} {reason or ''}".strip())
         self.status = status
+        self.reason = reason or ""
+        self.text = text
+
+
+def _one_line(body: bytes | str, limit: int = 200) -> str:
+    """ComfyUI's answer as one line of at most `limit` characters, for an error message."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True)
@@ -237,8 +262,13 @@ def _is_ws_transient(err: BaseException) -> bool:
     return isinstance(err, _WS_TRANSIENT)
 
 
-def _short_cause(err: BaseException, timeout: float) -> str:
-    """A few words for ComfyUnavailable: what a person can check on the GPU box."""
+def _no_answer_in_time(err: BaseException) -> bool:
+    """Connected, sent, and waited the whole timeout: the server is there but too slow."""
+    return isinstance(err, TimeoutError) and not isinstance(err, aiohttp.ConnectionTimeoutError)
+
+
+def _short_cause(err: BaseException, timeout: float, connect_timeout: float) -> str:
+    """A few words for an error message: what a person can check on the GPU box."""
     if isinstance(err, _ServerError):
         return str(err)
     if isinstance(err, aiohttp.ClientConnectorDNSError):
@@ -249,6 +279,8 @@ def _short_cause(err: BaseException, timeout: float) -> str:
         ):
             return "connection refused"
         return err.strerror or str(err.os_error) or "cannot connect"
+    if isinstance(err, aiohttp.ConnectionTimeoutError):
+        return f"no connection within {connect_timeout:g} s"
     if isinstance(err, aiohttp.ServerDisconnectedError):
         return "the server closed the connection"
     if isinstance(err, TimeoutError):
@@ -304,17 +336,29 @@ class ComfyClient:
         retry_max_wait: float = 8.0,
         request_timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        submit_timeout: float = 120.0,
+        submit_grace: float = 30.0,
+        download_timeout: float = 300.0,
         poll_interval: float = 1.0,
         idle_poll_interval: float = 15.0,
+        silence_after: float = 5.0,
         history_grace: float = 5.0,
         ws_heartbeat: float | None = 20.0,
     ) -> None:
         """
-        retry_attempts: tries per HTTP call before ComfyUnavailable (1 = no retry).
+        retry_attempts: tries per HTTP call before giving up (1 = no retry).
         retry_wait / retry_max_wait: first and largest backoff in seconds (tests use ~0.01).
-        poll_interval: how often history is polled while the websocket is down.
-        idle_poll_interval: how often history is checked while the websocket is up but silent
-            about a followed prompt (covers a server restart that forgot the prompt).
+        request_timeout: for one small call (queue, history, upload, ...).
+        submit_timeout: for POST /prompt, which a busy server can take long to answer.
+        submit_grace: after a POST /prompt without an answer in time, how long to keep asking
+            whether the server queued it before sending it again.
+        download_timeout: for one GET /view, body included.
+        poll_interval: how often history is polled while the websocket is down, or up but
+            silent about a running prompt.
+        idle_poll_interval: how often history is checked while frames about the prompt arrive
+            (covers a server restart that forgot the prompt).
+        silence_after: seconds without a frame about a followed prompt before history is
+            polled every poll_interval instead.
         history_grace: after an end frame, how long to wait for the history entry before
             building the result from the frames alone.
         """
@@ -331,7 +375,11 @@ class ComfyClient:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, connect=connect_timeout)
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
+        self._submit_timeout = submit_timeout
+        self._submit_grace = submit_grace
+        self._download_timeout = download_timeout
         self._poll_interval = poll_interval
+        self._silence_after = silence_after
         self._idle_poll_interval = idle_poll_interval
         self._history_grace = history_grace
         self._ws_heartbeat = ws_heartbeat
@@ -341,7 +389,6 @@ class ComfyClient:
         self._ws_up = asyncio.Event()
         self._ws_settled = asyncio.Event()  # first connection attempt done, either way
         self._trackers: OrderedDict[str, _Tracker] = OrderedDict()
-        self._current_prompt: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -413,20 +460,7 @@ class ComfyClient:
         await self.connect()  # listen first: a fast prompt must not end before we hear it
         self._tracker(pid)
         body = {"prompt": dict(workflow), "client_id": self._client_id, "prompt_id": pid}
-        maybe_queued = False
-
-        async def attempt() -> _Answer | None:
-            nonlocal maybe_queued
-            if maybe_queued and await self._known(pid):
-                log.info("prompt %s was queued by an earlier attempt; not sending it again", pid)
-                return None
-            try:
-                return await self._send("POST", "/prompt", json=body)
-            except _TRANSIENT as err:
-                maybe_queued = maybe_queued or _may_have_arrived(err)
-                raise
-
-        answer = await self._retrying(attempt)
+        answer = await self._post_prompt(pid, body)
         if answer is None:
             return pid
         if answer.status == 400:
@@ -452,18 +486,93 @@ class ComfyClient:
             self._tracker(accepted)
         return accepted
 
+    async def _post_prompt(self, pid: str, body: Mapping[str, Any]) -> _Answer | None:
+        """POST /prompt with retries, never queueing `pid` twice; None if already queued.
+
+        Before any resend the server is asked whether it knows the id. After a POST that got
+        no answer in time the server may still be handling it, so it is asked again for up to
+        `submit_grace` seconds before the prompt is sent again. A 500 means ComfyUI failed on
+        this very body, so it is tried once more only.
+        """
+        what = "POST /prompt"
+        attempts = self._retry_attempts
+        attempt = 0
+        maybe_queued = in_flight = False
+        while True:
+            attempt += 1
+            try:
+                if maybe_queued and await self._known_after(pid, wait=in_flight):
+                    log.info("prompt %s was queued by an earlier attempt; not sending it again",
+                             pid)
+                    return None
+                in_flight = False
+                try:
+                    return await self._send("POST", "/prompt", json=body,
+                                            within=self._submit_timeout)
+                except _TRANSIENT as err:
+                    maybe_queued = maybe_queued or _may_have_arrived(err)
+                    in_flight = _no_answer_in_time(err)
+                    if isinstance(err, _ServerError) and err.status == 500:
+                        attempts = min(attempts, 2)
+                    raise
+            except _TRANSIENT as err:
+                failure = err
+                if attempt >= attempts:
+                    break
+                self._log_retry(err, self._submit_timeout, attempt, attempts)
+                await asyncio.sleep(self._backoff(attempt))
+        if maybe_queued:  # the last attempt may yet have been queued: look once more
+            with contextlib.suppress(*_TRANSIENT):
+                if await self._known_after(pid, wait=in_flight):
+                    log.info("prompt %s was queued by the last attempt after all", pid)
+                    return None
+        error = self._give_up(what, failure, self._submit_timeout)
+        if isinstance(error, ComfyUnhealthy) and error.status == 500:
+            error = ComfyUnhealthy(self.url, what, f"{error.detail} (see ComfyUI's log for why)",
+                                   status=500)
+        raise error from failure
+
+    async def _known_after(self, pid: str, *, wait: bool) -> bool:
+        """Whether the server knows `pid`; with `wait`, keep asking for up to submit_grace."""
+        if not wait:
+            return await self._known(pid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._submit_grace
+        log.info("POST /prompt to %s got no answer within %g s; waiting up to %g s for prompt %s "
+                 "to show up before sending it again", self.url, self._submit_timeout,
+                 self._submit_grace, pid)
+        while True:
+            if await self._known(pid):
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(self._poll_interval, remaining))
+
     async def history(self, prompt_id: str) -> PromptResult | None:
         """How the prompt ended, or None while it is queued, running or unknown to the server."""
-        answer = await self._retrying(lambda: self._send("GET", f"/history/{prompt_id}"))
+        what = f"GET /history/{prompt_id}"
+        answer = await self._retrying(what, lambda: self._send("GET", f"/history/{prompt_id}"))
         return self._parse_history(prompt_id, answer)
 
     async def download(self, image: OutputImage) -> bytes:
-        """The bytes of one output file (`GET /view`)."""
+        """The bytes of one output file (`GET /view`), within `download_timeout`.
+
+        A download that runs out of time is not started over (it would likely run out again);
+        it raises ComfyUnhealthy naming the file. A file the server does not have is a
+        ComfyProtocolError with status 404.
+        """
         params = {"filename": image.filename, "subfolder": image.subfolder, "type": image.type}
-        answer = await self._retrying(lambda: self._send("GET", "/view", params=params))
+        where = f"{image.subfolder}/{image.filename}" if image.subfolder else image.filename
+        seconds = self._download_timeout
+        answer = await self._retrying(
+            f"GET /view {where}",
+            lambda: self._send("GET", "/view", params=params, within=seconds),
+            within=seconds, retry_timeouts=False,
+            timed_out=f"the download did not finish within {seconds:g} s",
+        )
         if answer.status == 200:
             return answer.body
-        where = f"{image.subfolder}/{image.filename}" if image.subfolder else image.filename
         if answer.status == 404:
             raise ComfyProtocolError(
                 f"{image.type} file {where} is not on ComfyUI at {self.url}", status=404
@@ -492,7 +601,8 @@ class ComfyClient:
             fd.add_field("type", "input")
             return fd
 
-        answer = await self._retrying(lambda: self._send("POST", "/upload/image", data=form()))
+        answer = await self._retrying(
+            "POST /upload/image", lambda: self._send("POST", "/upload/image", data=form()))
         if answer.status != 200:
             raise self._unexpected("POST /upload/image", answer)
         body = answer.json("POST /upload/image")
@@ -507,7 +617,8 @@ class ComfyClient:
         404 for a file that is not there). Lets a caller skip uploading bytes it named by
         their hash."""
         params = {"filename": filename, "subfolder": subfolder, "type": "input"}
-        answer = await self._retrying(lambda: self._send("HEAD", "/view", params=params))
+        answer = await self._retrying(f"HEAD /view {filename}",
+                                      lambda: self._send("HEAD", "/view", params=params))
         if answer.status == 200:
             return True
         if answer.status == 404:
@@ -516,7 +627,7 @@ class ComfyClient:
 
     async def queue(self) -> QueueState:
         """What ComfyUI is running and has waiting (`GET /queue`)."""
-        answer = await self._retrying(lambda: self._send("GET", "/queue"))
+        answer = await self._retrying("GET /queue", lambda: self._send("GET", "/queue"))
         if answer.status != 200:
             raise self._unexpected("GET /queue", answer)
         return _parse_queue(answer.json("GET /queue"))
@@ -549,7 +660,8 @@ class ComfyClient:
 
     async def system_stats(self) -> dict[str, Any]:
         """`GET /system_stats`: versions, RAM and devices; a cheap health check."""
-        answer = await self._retrying(lambda: self._send("GET", "/system_stats"))
+        answer = await self._retrying(
+            "GET /system_stats", lambda: self._send("GET", "/system_stats"))
         if answer.status != 200:
             raise self._unexpected("GET /system_stats", answer)
         body = answer.json("GET /system_stats")
@@ -578,7 +690,7 @@ class ComfyClient:
         Works for a prompt submitted by an earlier process too (after a restart): history is
         asked first. A prompt the server no longer knows (deleted, or the server restarted and
         lost its queue) ends as status "lost". Raises ComfyUnavailable if the server stays
-        unreachable through a whole retry cycle.
+        unreachable through a whole retry cycle, ComfyUnhealthy if it keeps failing to answer.
         """
         self._start_listener()
         tracker = self._tracker(prompt_id)
@@ -594,7 +706,8 @@ class ComfyClient:
 
     async def object_info(self) -> dict[str, Any]:
         """`GET /object_info`: every node class with its inputs (dropdown choices included)."""
-        answer = await self._retrying(lambda: self._send("GET", "/object_info"))
+        answer = await self._retrying("GET /object_info",
+                                      lambda: self._send("GET", "/object_info"))
         if answer.status != 200:
             raise self._unexpected("GET /object_info", answer)
         body = answer.json("GET /object_info")
@@ -606,7 +719,7 @@ class ComfyClient:
         """`GET /models/<folder>`: the model files there; None when the server has no such
         folder (it answers 404)."""
         path = f"/models/{folder}"
-        answer = await self._retrying(lambda: self._send("GET", path))
+        answer = await self._retrying(f"GET {path}", lambda: self._send("GET", path))
         if answer.status == 404:
             return None
         if answer.status != 200:
@@ -619,27 +732,49 @@ class ComfyClient:
     async def _follow(
         self, prompt_id: str, tracker: _Tracker, on_progress: ProgressCallback | None
     ) -> PromptResult:
+        loop = asyncio.get_running_loop()
         reported: dict[str, tuple[float, float]] = {}
         frame_images: list[OutputImage] = []
         check_history = True
+        heard = loop.time()  # the last frame about this prompt, or when silence was expected
+        silent = False  # the socket is up but says nothing about this running prompt
+        noticed = False
         while True:
             if check_history:
                 check_history = False
                 found = await self._probe(prompt_id)
-                if found is not None:
+                if isinstance(found, PromptResult):
                     return found
-            wait = self._idle_poll_interval if self.connected else self._poll_interval
+                if found == "pending":
+                    heard = loop.time()  # no frames until it runs: nothing is missing
+                elif (self.connected and not silent
+                      and loop.time() - heard >= self._silence_after - 0.001):
+                    silent = True
+                    log.log(logging.DEBUG if noticed else logging.INFO,
+                            "no websocket frame about prompt %s from %s for %g s although it "
+                            "runs; checking its history every %g s", prompt_id, self.url,
+                            self._silence_after, self._poll_interval)
+                    noticed = True
+            if silent or not self.connected:
+                wait = self._poll_interval
+            else:
+                wait = min(self._idle_poll_interval, heard + self._silence_after - loop.time())
             try:
-                event = await asyncio.wait_for(tracker.events.get(), wait)
+                event = await asyncio.wait_for(tracker.events.get(), max(wait, 0.0))
             except TimeoutError:
                 check_history = True
                 continue
             if event.kind == _CLOSED:
                 raise ComfyError(
                     f"the client for {self.url} was closed while following {prompt_id}")
+            heard = loop.time()
             if event.kind == _LINK:
                 check_history = True  # frames may have been lost while the socket was down
-            elif event.kind == "progress":
+                continue
+            if silent:
+                silent = False
+                log.debug("frames about %s resumed; following the websocket again", prompt_id)
+            if event.kind == "progress":
                 await self._report(on_progress, reported, event.data.get("node"), event.data)
             elif event.kind == "progress_state":
                 nodes = event.data.get("nodes")
@@ -655,13 +790,16 @@ class ComfyClient:
             ):
                 return await self._finish(prompt_id, tracker, event, frame_images)
 
-    async def _probe(self, prompt_id: str) -> PromptResult | None:
-        """History if the prompt ended; None if it is still queued; an error result if lost."""
+    async def _probe(self, prompt_id: str) -> PromptResult | Literal["running", "pending"]:
+        """History if the prompt ended, else where it is in the queue; an error result if lost."""
         result = await self.history(prompt_id)
         if result is not None:
             return result
-        if prompt_id in await self.queue():
-            return None
+        queue = await self.queue()
+        if prompt_id in queue.running:
+            return "running"
+        if prompt_id in queue.pending:
+            return "pending"
         # Not in the queue: it may have ended between the two calls, or be gone for good.
         result = await self.history(prompt_id)
         if result is not None:
@@ -683,7 +821,7 @@ class ComfyClient:
         while True:
             try:
                 result = await self.history(prompt_id)
-            except ComfyUnavailable as err:
+            except (ComfyUnavailable, ComfyUnhealthy) as err:
                 log.warning("history of %s unavailable after its end frame: %s", prompt_id, err)
                 break
             if result is not None:
@@ -820,16 +958,11 @@ class ComfyClient:
         if not isinstance(data, Mapping) or kind == "status":
             return
         prompt_id = data.get("prompt_id")
-        if kind == "execution_start" and isinstance(prompt_id, str):
-            self._current_prompt = prompt_id
         if not isinstance(prompt_id, str):
-            # Old servers omit prompt_id on some frames; only the end signal matters then.
-            if kind == "executing" and data.get("node") is None and self._current_prompt:
-                prompt_id = self._current_prompt
-            else:
-                return
-        if kind == "executing" and data.get("node") is None and prompt_id == self._current_prompt:
-            self._current_prompt = None
+            # Which prompt it is about cannot be known (the replay of the running node on
+            # connect, another tool, an old server): history tells instead.
+            log.debug("ignoring a %s frame from %s that names no prompt", kind, self.url)
+            return
         self._tracker(prompt_id).events.put_nowait(_Event(kind, data))
 
     def _tracker(self, prompt_id: str) -> _Tracker:
@@ -856,27 +989,68 @@ class ComfyClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> _Answer:
+    async def _send(
+        self, method: str, path: str, *, within: float | None = None, **kwargs: Any
+    ) -> _Answer:
         """One HTTP exchange, body read inside the attempt; 5xx raised to be retried."""
         session = self._ensure_session()
         url = self._base.with_path(self._base.path.rstrip("/") + path)
+        if within is not None:  # instead of the session's request_timeout
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=within, connect=self._connect_timeout)
         async with session.request(method, url, **kwargs) as resp:
             body = await resp.read()
             if resp.status >= 500:
-                raise _ServerError(resp.status, resp.reason)
+                raise _ServerError(resp.status, resp.reason, _one_line(body))
             return _Answer(resp.status, body, resp.content_type)
 
-    async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        """Run `call` with the retry policy; map what is left to ComfyUnavailable."""
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based), as tenacity would."""
+        return float(min(self._retry_max_wait, self._retry_wait * 2 ** (attempt - 1)))
+
+    def _log_retry(self, err: BaseException, timeout: float, attempt: int, attempts: int) -> None:
+        log.info("ComfyUI at %s: %s; retrying (attempt %d of %d)", self.url,
+                 _short_cause(err, timeout, self._connect_timeout), attempt + 1, attempts)
+
+    def _give_up(
+        self, what: str, err: BaseException, timeout: float, *, timed_out: str | None = None
+    ) -> ComfyError:
+        """The error for a call that failed through all its attempts.
+
+        ComfyUnavailable only when no answer could be had at all (refused, host unknown, no
+        connection, dropped before answering); a server that answered 5xx or kept a request
+        past its timeout is ComfyUnhealthy, quoting what ComfyUI said.
+        """
+        if isinstance(err, _ServerError):
+            return ComfyUnhealthy(self.url, what, err.text or err.reason or "no text",
+                                  status=err.status)
+        if _no_answer_in_time(err):
+            return ComfyUnhealthy(self.url, what, timed_out or f"no answer within {timeout:g} s")
+        if isinstance(err, aiohttp.ClientPayloadError):
+            return ComfyUnhealthy(self.url, what, "the answer was cut off")
+        return ComfyUnavailable(self.url, _short_cause(err, timeout, self._connect_timeout))
+
+    async def _retrying(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        within: float | None = None,
+        retry_timeouts: bool = True,
+        timed_out: str | None = None,
+    ) -> _T:
+        """Run `call` with the retry policy; map what is left to ComfyUnavailable/Unhealthy."""
+        seconds = within if within is not None else self._request_timeout
 
         def before_sleep(state: RetryCallState) -> None:
             err = state.outcome.exception() if state.outcome else None
-            log.info("ComfyUI at %s: %s; retrying (attempt %d of %d)", self.url,
-                     _short_cause(err, self._request_timeout) if err else "?",
-                     state.attempt_number + 1, self._retry_attempts)
+            if err is not None:
+                self._log_retry(err, seconds, state.attempt_number, self._retry_attempts)
+
+        def retryable(err: BaseException) -> bool:
+            return _is_transient(err) and (retry_timeouts or not _no_answer_in_time(err))
 
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(retryable),
             stop=stop_after_attempt(self._retry_attempts),
             wait=wait_exponential(multiplier=self._retry_wait, max=self._retry_max_wait),
             before_sleep=before_sleep,
@@ -887,21 +1061,26 @@ class ComfyClient:
                 with attempt:
                     return await call()
         except _TRANSIENT as err:
-            raise ComfyUnavailable(self.url, _short_cause(err, self._request_timeout)) from err
+            raise self._give_up(what, err, seconds, timed_out=timed_out) from err
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _post_json(self, path: str, payload: Mapping[str, Any]) -> None:
-        answer = await self._retrying(lambda: self._send("POST", path, json=dict(payload)))
+        what = f"POST {path}"
+        answer = await self._retrying(what, lambda: self._send("POST", path, json=dict(payload)))
         if answer.status != 200:
-            raise self._unexpected(f"POST {path}", answer)
+            raise self._unexpected(what, answer)
 
     async def _known(self, prompt_id: str) -> bool:
-        """Whether the server has this prompt queued, running or in history (one attempt)."""
-        hist = await self._send("GET", f"/history/{prompt_id}")
-        if self._parse_history(prompt_id, hist) is not None:
-            return True
+        """Whether the server has this prompt queued, running or in history (one attempt).
+
+        The queue is asked first: a prompt that ends between the two answers is then in history,
+        where the other order would miss it.
+        """
         answer = await self._send("GET", "/queue")
-        return answer.status == 200 and prompt_id in _parse_queue(answer.json("GET /queue"))
+        if answer.status == 200 and prompt_id in _parse_queue(answer.json("GET /queue")):
+            return True
+        hist = await self._send("GET", f"/history/{prompt_id}")
+        return self._parse_history(prompt_id, hist) is not None
 
     def _parse_history(self, prompt_id: str, answer: _Answer) -> PromptResult | None:
         if answer.status != 200:
@@ -915,7 +1094,7 @@ class ComfyClient:
         return parse_history_entry(prompt_id, body[prompt_id])
 
     def _unexpected(self, what: str, answer: _Answer) -> ComfyProtocolError:
-        text = answer.body[:200].decode("utf-8", "replace").strip()
+        text = _one_line(answer.body)
         detail = f": {text}" if text else ""
         return ComfyProtocolError(f"{what} answered HTTP {answer.status}{detail}",
                                   status=answer.status, body=text)

@@ -745,6 +745,8 @@ class SimulatedComfy:
             answer: web.StreamResponse | None = None
             if rule.after_handling:
                 answer = await handler(request)
+            elif rule.status is None:
+                await request.read()  # a busy server has read the request: it will handle it
             await asyncio.sleep(rule.delay)
             if rule.status is not None:
                 return web.Response(status=rule.status, text=rule.body)

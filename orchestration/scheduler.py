@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from PIL import Image
 from sqlalchemy import select
@@ -164,26 +163,6 @@ def _read_parent(path: Path) -> bytes:
     return data
 
 
-def _unhealthy(err: ComfyError) -> ComfyUnhealthy | None:
-    """The error as ComfyUnhealthy if the server answered but failed (a 5xx, a read timeout).
-
-    Clients that report those as ComfyUnavailable keep the cause; reading it keeps "down"
-    for a server that cannot be reached at all.
-    """
-    if isinstance(err, ComfyUnhealthy):
-        return err
-    if not isinstance(err, ComfyUnavailable):
-        return None
-    cause = err.__cause__
-    status = getattr(cause, "status", None)
-    if isinstance(status, int) and status >= 500:
-        detail = str(cause).removeprefix(f"HTTP {status}").strip() or "server error"
-        return ComfyUnhealthy(err.url, "a request", detail, status=status)
-    if isinstance(cause, TimeoutError) and not isinstance(cause, aiohttp.ConnectionTimeoutError):
-        return ComfyUnhealthy(err.url, "a request", err.cause)
-    return None
-
-
 class Scheduler:
     def __init__(
         self,
@@ -299,15 +278,13 @@ class Scheduler:
                     await self._learn_capabilities(client)
                     await self._reconcile(client)
                     await self._serve(client)
-                except (ComfyUnavailable, ComfyUnhealthy) as err:
+                except ComfyUnhealthy as err:
                     self._idle[url].clear()
-                    unhealthy = _unhealthy(err)
-                    if unhealthy is not None:
-                        await self._set_unhealthy(url, unhealthy)
-                        await self._settle(url, self._release_in_hand(url, str(unhealthy),
-                                                                      unhealthy=True))
-                        await asyncio.sleep(self._backoff(url))
-                        continue
+                    await self._set_unhealthy(url, err)
+                    await self._settle(url, self._release_in_hand(url, str(err), unhealthy=True))
+                    await asyncio.sleep(self._backoff(url))
+                except ComfyUnavailable as err:
+                    self._idle[url].clear()
                     await self._settle(url, self._release_in_hand(url,
                                                                   "ComfyUI was not reachable"))
                     await self._set_up(url, False, str(err))
@@ -630,12 +607,11 @@ class Scheduler:
             except ComfyProtocolError as err:
                 await self._fail(ctx, f"could not download an output: {err}", client.url)
                 return
-            except (ComfyUnavailable, ComfyUnhealthy) as err:
-                unhealthy = _unhealthy(err)
-                if unhealthy is None or unhealthy.status is not None:
+            except ComfyUnhealthy as err:
+                if err.status is not None:
                     raise  # the server's trouble, not the output's: followed again later
                 await self._fail(ctx, f"could not download an output in time "
-                                      f"({unhealthy.detail}): {image.filename!r}", client.url)
+                                      f"({err.detail}): {image.filename!r}", client.url)
                 return
             suffix = image_suffix(image.filename)
             rel = image_relpath(ctx.run_folder, ctx.step_slug, ctx.job_id, index, suffix)

@@ -12,7 +12,13 @@ import pytest
 from PIL import Image
 
 from comfy.client import ComfyClient, OutputImage, QueueState
-from comfy.errors import ComfyError, ComfyProtocolError, ComfyRejected, ComfyUnavailable
+from comfy.errors import (
+    ComfyError,
+    ComfyProtocolError,
+    ComfyRejected,
+    ComfyUnavailable,
+    ComfyUnhealthy,
+)
 from comfy.simulator import SimulatedComfy
 from tests.comfy.conftest import fast_client, invert_workflow, txt2img_workflow
 
@@ -142,13 +148,15 @@ async def test_server_down_raises_unavailable_with_the_url_after_retries(
             await call
 
 
-async def test_5xx_is_retried_then_reported(sim: SimulatedComfy, client: ComfyClient) -> None:
+async def test_5xx_is_retried_then_reported_as_unhealthy(
+    sim: SimulatedComfy, client: ComfyClient
+) -> None:
     sim.fail_requests(2, status=503)
     assert await client.queue() == QueueState([], [])
     sim.fail_requests(10, status=502)
-    with pytest.raises(ComfyUnavailable) as caught:
+    with pytest.raises(ComfyUnhealthy) as caught:
         await client.system_stats()
-    assert str(caught.value).endswith("is not reachable: HTTP 502 Bad Gateway")
+    assert str(caught.value).endswith("GET /system_stats failed: HTTP 502: simulated server error")
     assert sim._http_faults == 7  # exactly three attempts
     sim.fail_requests(0)
 

@@ -347,6 +347,7 @@ async def run_variant(
 
 
 async def test_older_servers_end_with_executing_null_and_no_prompt_id() -> None:
+    """A frame naming no prompt cannot end one; the silence that follows sends us to history."""
     trace = load_trace("01_success.json")
     pid = trace["post_response"]["prompt_id"]
     frames = [f for f in frames_of(trace) if f["type"] not in ("execution_success",
@@ -357,7 +358,8 @@ async def test_older_servers_end_with_executing_null_and_no_prompt_id() -> None:
     frames.append({"type": "executing", "data": {"node": None}})
     entry = dict(trace["history"][pid])
     del entry["status"]  # servers before 2024 wrote no status
-    _, result = await run_variant({**trace, "ws_messages": frames, "history": {pid: entry}}, pid)
+    _, result = await run_variant({**trace, "ws_messages": frames, "history": {pid: entry}}, pid,
+                                  client_options={"silence_after": 0.1})
     assert result.status == "success"
     assert result.images == recorded_images(trace, pid)
 

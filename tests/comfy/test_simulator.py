@@ -977,3 +977,35 @@ async def test_an_older_socket_closing_unregisters_its_client_id(sim: SimulatedC
         await sim.send_frame("marker", {}, client_id="same")
         await new.close()  # anything sent before the close frame has been read by now
         assert [f["type"] for f in new.items] == ["status"]
+
+
+async def test_a_late_request_is_handled_even_if_the_client_left(sim: SimulatedComfy) -> None:
+    sim.fault("/prompt", method="POST", status=None, delay=0.3)
+    body = {"prompt": invert_workflow(), "client_id": "gone", "prompt_id": "late-1"}
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(TimeoutError):
+            await http.post(f"{sim.url}/prompt", json=body,
+                            timeout=aiohttp.ClientTimeout(total=0.05))
+    async with asyncio.timeout(5):
+        while sim.history_entry("late-1") is None:  # noqa: ASYNC110 - no event for a late POST
+            await asyncio.sleep(0.01)
+    assert [t.prompt_id for t in sim.timings] == ["late-1"]
+
+
+async def test_a_prompt_body_that_is_not_json_is_a_500_like_comfyui(sim: SimulatedComfy) -> None:
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{sim.url}/prompt", data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 500
+        assert await resp.text() == "500 Internal Server Error\n\nServer got itself in trouble"
+
+
+async def test_prompt_frames_go_only_to_the_prompt_client(sim: SimulatedComfy) -> None:
+    async with session(sim) as (http, mine, cid), session(sim) as (_, other, _):
+        _, body = await post_prompt(http, sim, invert_workflow(), cid)
+        await mine.until(lambda f: f["type"] == "executing" and f["data"]["node"] is None)
+        await sim.send_frame("status", {"status": {}})  # a broadcast, as a marker
+        await other.until(lambda f: f["type"] == "status" and f["data"]["status"] == {})
+    assert "progress_state" in mine.types()
+    assert set(other.types(upto_end=False)) == {"status"}
+    assert body["prompt_id"]

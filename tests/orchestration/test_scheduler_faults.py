@@ -110,7 +110,7 @@ async def test_download_slower_than_the_timeout_fails_the_job(session_factory, s
     [run] = await start_runs(session_factory, ["A"], RunSettings(max_children=1))
     sim.fault("/view", method="GET", status=None, delay=1.0, times=None)
     scheduler = faulty_scheduler(session_factory, [sim.url], tmp_path / "data",
-                                 client_options={"request_timeout": 0.3, "retry_attempts": 1})
+                                 client_options={"download_timeout": 0.3, "retry_attempts": 1})
     await run_to_idle(scheduler, 30)
     rows = await jobs(session_factory)
     assert [r[1] for r in rows] == [JobStatus.failed] * 3
