@@ -660,13 +660,17 @@ class ComfyClient:
 
     async def system_stats(self) -> dict[str, Any]:
         """`GET /system_stats`: versions, RAM and devices; a cheap health check."""
-        answer = await self._retrying(
-            "GET /system_stats", lambda: self._send("GET", "/system_stats"))
+        return await self._get_object("/system_stats")
+
+    async def _get_object(self, path: str) -> dict[str, Any]:
+        """GET a path that answers one JSON object; anything else is a protocol error."""
+        what = f"GET {path}"
+        answer = await self._retrying(what, lambda: self._send("GET", path))
         if answer.status != 200:
-            raise self._unexpected("GET /system_stats", answer)
-        body = answer.json("GET /system_stats")
+            raise self._unexpected(what, answer)
+        body = answer.json(what)
         if not isinstance(body, dict):
-            raise ComfyProtocolError("GET /system_stats did not answer an object", body=body)
+            raise ComfyProtocolError(f"{what} did not answer an object", body=body)
         return body
 
     # -- following -----------------------------------------------------------------------------
@@ -706,14 +710,7 @@ class ComfyClient:
 
     async def object_info(self) -> dict[str, Any]:
         """`GET /object_info`: every node class with its inputs (dropdown choices included)."""
-        answer = await self._retrying("GET /object_info",
-                                      lambda: self._send("GET", "/object_info"))
-        if answer.status != 200:
-            raise self._unexpected("GET /object_info", answer)
-        body = answer.json("GET /object_info")
-        if not isinstance(body, dict):
-            raise ComfyProtocolError("GET /object_info did not answer an object", body=body)
-        return body
+        return await self._get_object("/object_info")
 
     async def models(self, folder: str) -> list[str] | None:
         """`GET /models/<folder>`: the model files there; None when the server has no such
