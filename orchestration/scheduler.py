@@ -68,7 +68,12 @@ from orchestration.runs import (
     lift_holds,
     problem_lines,
 )
-from orchestration.storage import image_relpath, image_suffix, write_atomically
+from orchestration.storage import (
+    image_relpath,
+    image_suffix,
+    remove_partial_files,
+    write_atomically,
+)
 from orchestration.workers import worker_client_id
 
 log = logging.getLogger(__name__)
@@ -229,6 +234,10 @@ class Scheduler:
                      cancelled)
         if fixed:
             log.warning("repaired the child counts of %d candidate(s)", fixed)
+        removed = await asyncio.to_thread(remove_partial_files, self.data_dir)
+        if removed:
+            log.warning("removed %d unfinished image file(s) (.part-*) under %s", removed,
+                        self.data_dir)
         await self._release_orphans()
         self._tasks = [
             asyncio.create_task(self._worker_loop(url), name=f"worker {url}")

@@ -22,11 +22,23 @@ def image_relpath(run_folder: str, step_slug: str, job_id: int, index: int, suff
     return f"{run_folder}/{step_slug}/job-{job_id:06d}-{index}{suffix}"
 
 
+PART_PREFIX = ".part-"
+
+
+def remove_partial_files(data_dir: Path) -> int:
+    """Delete the temp files of writes a killed process never finished; returns how many."""
+    removed = 0
+    for path in data_dir.rglob(f"{PART_PREFIX}*") if data_dir.is_dir() else ():
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def write_atomically(data_dir: Path, relpath: str, data: bytes) -> Path:
     """Write to a temp file in the same folder, then rename: the file is whole or absent."""
     target = data_dir / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=PART_PREFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

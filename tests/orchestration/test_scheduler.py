@@ -414,3 +414,14 @@ async def test_one_worker_that_can_serve_a_run_is_enough_to_start_it(session_fac
     lines = str(refused.value).splitlines()[1:]
     assert len(lines) == 6  # three steps, each on both workers
     assert {line.split("ComfyUI at ")[1].split(" ")[0] for line in lines} == {a.url, b.url}
+
+
+async def test_start_removes_temp_files_a_killed_write_left(session_factory, sim, tmp_path):
+    data = tmp_path / "data"
+    left = data / "run-0001-a" / "01-base" / ".part-abc123"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a png")
+    kept = left.with_name("job-000001-0.png")
+    kept.write_bytes(b"whole")
+    await run_until_idle(make_scheduler(session_factory, [sim.url], data))
+    assert not left.exists() and kept.read_bytes() == b"whole"
