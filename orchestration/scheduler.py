@@ -800,6 +800,11 @@ class Scheduler:
                       "running" if running else "queued")
             await self._follow(client, ctx, ctx.prompt_id, running=running)
             return
+        result = await client.history(ctx.prompt_id)  # it may have ended between the two looks
+        if result is not None:
+            jlog.info("recovered: finished on ComfyUI while we were away")
+            await self._finish(client, ctx, result)
+            return
         jlog.warning("ComfyUI no longer knows prompt %s; the job will be made again",
                      ctx.prompt_id)
         async with self.sessions() as session:

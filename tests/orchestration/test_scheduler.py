@@ -425,3 +425,29 @@ async def test_start_removes_temp_files_a_killed_write_left(session_factory, sim
     kept.write_bytes(b"whole")
     await run_until_idle(make_scheduler(session_factory, [sim.url], data))
     assert not left.exists() and kept.read_bytes() == b"whole"
+
+
+async def test_reconcile_sees_a_prompt_that_ends_between_history_and_queue(
+    session_factory, tmp_path
+):
+    """History asked while it runs, queue asked after it ended: ingested, not cancelled."""
+    from comfy.client import ComfyClient
+    from orchestration.jobs import mark_submitted
+    from orchestration.payload import build_job_payload
+
+    async with SimulatedComfy(duration=0.3, root=tmp_path / "comfy") as sim:
+        await start_runs(session_factory, ["A"], RunSettings(max_children=1))
+        async with session_factory() as s:
+            claimed = await claim_next_job(s, random.Random(1))
+            assert isinstance(claimed, ClaimedJob)
+            payload = await build_job_payload(s, claimed.job_id)
+            await mark_submitted(s, claimed.job_id, "p-1", sim.url)
+        async with ComfyClient(sim.url, **FAST) as client:
+            await client.submit(payload, prompt_id="p-1")
+        async with asyncio.timeout(10):
+            await sim.wait_running()
+        sim.fault("/queue", method="GET", status=None, delay=0.6)
+        await run_until_idle(make_scheduler(session_factory, [sim.url], tmp_path / "data"))
+    async with session_factory() as s:
+        job = await s.get_one(Job, claimed.job_id)
+    assert job.status is JobStatus.succeeded, job.error
