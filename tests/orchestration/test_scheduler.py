@@ -62,6 +62,21 @@ async def run_until_idle(scheduler: Scheduler) -> None:
     finally:
         await scheduler.stop()
 
+async def post_one_job(factory, client, prompt_id: str) -> ClaimedJob:
+    """What a scheduler does before it dies with a prompt on ComfyUI: claim the next job,
+    store its payload and prompt id, post the prompt."""
+    from orchestration.jobs import mark_submitted
+    from orchestration.payload import build_job_payload
+
+    async with factory() as s:
+        claimed = await claim_next_job(s, random.Random(1))
+        assert isinstance(claimed, ClaimedJob)
+        payload = await build_job_payload(s, claimed.job_id)
+        await mark_submitted(s, claimed.job_id, prompt_id, client.url)
+    await client.submit(payload, prompt_id=prompt_id)
+    return claimed
+
+
 
 async def test_two_runs_through_three_gated_steps(session_factory, sim, tmp_path):
     runs = await start_runs(session_factory, ["A", "B"])
@@ -153,17 +168,10 @@ async def test_crash_between_storing_prompt_id_and_posting(session_factory, sim,
 async def test_crash_after_download_before_candidates(session_factory, sim, tmp_path):
     """Files written, rows not: the restart takes the result from /history, exactly once."""
     from comfy.client import ComfyClient
-    from orchestration.jobs import mark_submitted
-    from orchestration.payload import build_job_payload
 
     await start_runs(session_factory, ["A"], RunSettings(max_children=1))
-    async with session_factory() as s:
-        claimed = await claim_next_job(s, random.Random(1))
-        assert isinstance(claimed, ClaimedJob)
-        payload = await build_job_payload(s, claimed.job_id)
-        await mark_submitted(s, claimed.job_id, "p-1", sim.url)
     async with ComfyClient(sim.url, **FAST) as client:
-        await client.submit(payload, prompt_id="p-1")
+        claimed = await post_one_job(session_factory, client, "p-1")
         result = await client.follow("p-1")
         (tmp_path / "data" / "partial.png").parent.mkdir(parents=True)
         (tmp_path / "data" / "partial.png").write_bytes(await client.download(result.images[0]))
@@ -432,18 +440,11 @@ async def test_reconcile_sees_a_prompt_that_ends_between_history_and_queue(
 ):
     """History asked while it runs, queue asked after it ended: ingested, not cancelled."""
     from comfy.client import ComfyClient
-    from orchestration.jobs import mark_submitted
-    from orchestration.payload import build_job_payload
 
     async with SimulatedComfy(duration=0.3, root=tmp_path / "comfy") as sim:
         await start_runs(session_factory, ["A"], RunSettings(max_children=1))
-        async with session_factory() as s:
-            claimed = await claim_next_job(s, random.Random(1))
-            assert isinstance(claimed, ClaimedJob)
-            payload = await build_job_payload(s, claimed.job_id)
-            await mark_submitted(s, claimed.job_id, "p-1", sim.url)
         async with ComfyClient(sim.url, **FAST) as client:
-            await client.submit(payload, prompt_id="p-1")
+            claimed = await post_one_job(session_factory, client, "p-1")
         async with asyncio.timeout(10):
             await sim.wait_running()
         sim.fault("/queue", method="GET", status=None, delay=0.6)
