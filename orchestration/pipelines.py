@@ -94,6 +94,15 @@ def _step_entries(data: dict[str, Any], yaml_path: Path) -> list[tuple[str, Path
             raise PipelineFileError(
                 f"{yaml_path}: step {i} needs a 'workflow' (path of an API-format JSON file)"
             )
+        home = yaml_path.parent.resolve()
+        if not entries[-1][1].resolve().is_relative_to(home):
+            # Said the same whether or not the file exists: an upload must learn nothing
+            # about the host.
+            raise PipelineFileError(
+                f"step {i}: a pipeline may name only workflow files inside its own folder; "
+                f"move the file into {home.name}/ and name it by a path relative to "
+                f"{yaml_path.name}"
+            )
     return entries
 
 

@@ -103,6 +103,23 @@ async def test_missing_step_file_and_path(session, tmp_path):
     assert await count_rows(session) == (0, 0)
 
 
+@pytest.mark.parametrize("where", ["../outside.json", "{tmp}/outside.json", "/etc/nowhere.json",
+                                   "sub/../../outside.json"])
+async def test_a_pipeline_names_only_files_inside_its_folder(session, tmp_path, where):
+    """Whether the named file exists outside is never told: the refusal is the same."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (tmp_path / "outside.json").write_text(json.dumps(base_workflow()))
+    (folder / "pipeline.yaml").write_text(
+        f"name: p\nsteps:\n  - workflow: {where.format(tmp=tmp_path)}\n")
+    with pytest.raises(PipelineFileError) as refused:
+        await import_pipeline(session, folder)
+    assert str(refused.value) == (
+        "step 1: a pipeline may name only workflow files inside its own folder; "
+        f"move the file into {folder.name}/ and name it by a path relative to pipeline.yaml")
+    assert await count_rows(session) == (0, 0)
+
+
 async def test_single_workflow_json_is_a_one_step_pipeline(session, tmp_path):
     (tmp_path / "portrait.json").write_text(json.dumps(base_workflow()))
     result = await import_pipeline(session, tmp_path / "portrait.json")
