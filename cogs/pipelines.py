@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import time
 import zipfile
@@ -20,6 +21,10 @@ from orchestration.overview import run_overviews
 from orchestration.pipelines import import_pipeline, list_pipelines
 
 MAX_UPLOAD = 20 * 2**20
+# A pipeline is a few workflows of at most 5 MB each: room for ten, and more files than any
+# pipeline has, so a small zip cannot fill the disk.
+MAX_UNPACKED = 50 * 2**20
+MAX_ZIP_MEMBERS = 100
 
 
 def unpack(data: bytes, filename: str, folder: Path) -> Path:
@@ -32,12 +37,15 @@ def unpack(data: bytes, filename: str, folder: Path) -> Path:
         zip_path.write_bytes(data)
         try:
             with zipfile.ZipFile(zip_path) as archive:
-                for member in archive.namelist():
-                    if not (target / member).resolve().is_relative_to(target.resolve()):
+                members = archive.infolist()
+                for member in members:
+                    if not (target / member.filename).resolve().is_relative_to(target.resolve()):
                         raise InvalidInput(
-                            f"{name}: the zip holds a path outside itself ({member})."
+                            f"{name}: the zip holds a path outside itself ({member.filename})."
                         )
-                archive.extractall(target)
+                _check_size(name, members)
+                for member in members:
+                    _extract(archive, member, target)
         except zipfile.BadZipFile as err:
             raise InvalidInput(f"{name} is not a valid zip file.") from err
         entries = [p for p in target.iterdir() if not p.name.startswith(("__MACOSX", "."))]
@@ -51,6 +59,28 @@ def unpack(data: bytes, filename: str, folder: Path) -> Path:
         f"{name}: send a .zip of the pipeline folder, a pipeline .yaml whose workflows are "
         "inside it, or one workflow .json."
     )
+
+
+def _check_size(name: str, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse, before anything is written, a zip that would unpack to too much."""
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise InvalidInput(f"{name} holds {len(members)} files; a pipeline zip may hold at most "
+                           f"{MAX_ZIP_MEMBERS}.")
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > MAX_UNPACKED:
+        raise InvalidInput(f"{name} unpacks to {unpacked / 2**20:.1f} MB; a pipeline zip may "
+                           f"unpack to at most {MAX_UNPACKED // 2**20} MB.")
+
+
+def _extract(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path) -> None:
+    """Copy one member in chunks, never more than it declared (zipfile stops reading there)."""
+    path = target / member.filename
+    if member.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with archive.open(member) as source, path.open("wb") as sink:
+        shutil.copyfileobj(source, sink, 2**16)
 
 
 class Pipelines(commands.Cog):

@@ -8,8 +8,11 @@ from pathlib import Path
 from unittest.mock import AsyncMock, MagicMock
 
 import discord
+import pytest
+from sqlalchemy import func, select
 
 from cogs.pipelines import Pipelines
+from db.models import Pipeline
 from tests.helpers import fake_interaction, fake_member, invoke, make_bot, replies
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +62,31 @@ async def test_import_refusals(session_factory, tmp_path):
     listing = fake_interaction(cog.bot)
     await invoke(Pipelines.list_, cog, listing)
     assert "No pipelines yet" in replies(listing)[0]
+
+
+def bomb(members: dict[str, int]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, size in members.items():
+            archive.writestr(name, b"0" * size)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("members", "words"), [
+    ({"p/big.json": 60 * 2**20}, "unpacks to 60.0 MB; a pipeline zip may unpack to at most 50 MB"),
+    ({f"p/{i}.json": 2 for i in range(300)},
+     "holds 300 files; a pipeline zip may hold at most 100"),
+])
+async def test_a_zip_is_measured_before_it_is_unpacked(session_factory, tmp_path, members, words):
+    cog = Pipelines(make_bot(session_factory, tmp_path))
+    ui = fake_interaction(cog.bot)
+    data = bomb(members)
+    assert len(data) < 1_000_000
+    await invoke(Pipelines.import_, cog, ui, file=attachment("p.zip", data))
+    [refusal] = replies(ui)
+    assert refusal == f"p.zip {words}." and "\n" not in refusal
+    async with session_factory() as s:
+        assert await s.scalar(select(func.count()).select_from(Pipeline)) == 0
 
 
 async def test_status_names_an_unhealthy_worker_and_what_it_said(session_factory, tmp_path):
