@@ -91,11 +91,21 @@ _WHITE: Final[RGB] = (255, 255, 255)
 _A_COLOUR: Final[RGB] = (37, 99, 235)
 _B_COLOUR: Final[RGB] = (234, 88, 12)
 
+# The words for each badge, on a sheet and in the gallery's legend alike.
+BADGE_WORDS: Final[dict[Badge, str]] = {
+    "advancing": "advancing",
+    "not_advancing": "not advancing",
+    "rejected": "rejected",
+    "pending": "not decided yet",
+}
+_BADGE_COLOURS: Final[dict[Badge, RGB]] = {
+    "advancing": (34, 197, 94),
+    "not_advancing": (156, 163, 175),
+    "rejected": (239, 68, 68),
+    "pending": (96, 165, 250),
+}
 _BADGE_STYLE: Final[dict[str, tuple[str, RGB]]] = {
-    "advancing": ("advancing", (34, 197, 94)),
-    "not_advancing": ("not advancing", (156, 163, 175)),
-    "rejected": ("rejected", (239, 68, 68)),
-    "pending": ("pending", (96, 165, 250)),
+    badge: (BADGE_WORDS[badge], colour) for badge, colour in _BADGE_COLOURS.items()
 }
 
 _MAX_WIDTH: Final = 1280  # Discord shows wider images scaled down anyway

@@ -18,6 +18,7 @@ from PIL import Image
 
 from bot.app import UNEXPECTED, CuratorBot, defer_public
 from bot.render import (
+    BADGE_WORDS,
     Badge,
     SheetItem,
     encode,  # the one "JPEG or PNG under a byte limit" rule, shared with the sheets
@@ -43,12 +44,10 @@ log = logging.getLogger(__name__)
 # Discord's upload limit in a server without boosts (8 MB at its smallest); stay under it.
 UPLOAD_MAX_BYTES: Final = 8_000_000
 THUMBNAIL_DELAY: Final = 0.5  # seconds after a job's end
-MARKERS: Final[dict[Badge, str]] = {
-    "advancing": "▲ advancing",
-    "not_advancing": "● not advancing",
-    "rejected": "✕ rejected",
-    "pending": "○ not decided yet",
+_SYMBOLS: Final[dict[Badge, str]] = {
+    "advancing": "▲", "not_advancing": "●", "rejected": "✕", "pending": "○",
 }
+MARKERS: Final[dict[Badge, str]] = {b: f"{_SYMBOLS[b]} {BADGE_WORDS[b]}" for b in _SYMBOLS}
 
 
 def badge(item: GalleryItem | CandidateDetail) -> Badge:

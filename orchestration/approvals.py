@@ -101,6 +101,11 @@ async def _checked(
             f"Step {step} is the final step of run #{run.id}: nothing grows from it, "
             "so it has no approval."
         )
+    if step == 1:
+        raise Conflict(
+            f"Step 1 of run #{run.id} needs no approval: it is approved when the run starts, "
+            "and every base image may grow. Approve step 2 or later."
+        )
     if run_step.approved:
         when = f" on {run_step.approved_at:%Y-%m-%d %H:%M} UTC" if run_step.approved_at else ""
         who = f" by {run_step.approved_by}" if run_step.approved_by else ""

@@ -399,3 +399,12 @@ def test_a_folder_that_takes_no_thumbnail_still_gets_its_sheet(tmp_path, caplog)
         sheet = render_contact_sheet([SheetItem(source, 1, "x", "pending")], title="t")
     assert near(tile_centre(sheet), GREEN)
     assert "cannot write thumbnail" in caplog.text
+
+
+def test_a_badge_has_the_same_words_on_a_sheet_and_in_the_legend():
+    from bot.render import _BADGE_STYLE
+    from cogs.gallery import MARKERS
+
+    assert _BADGE_STYLE["pending"][0] == "not decided yet"
+    for badge, (words, _) in _BADGE_STYLE.items():
+        assert MARKERS[badge].endswith(f" {words}")  # type: ignore[index]

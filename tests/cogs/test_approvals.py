@@ -64,7 +64,8 @@ async def test_preview_then_confirm(setup, session_factory):
 
 
 @pytest.mark.parametrize(("step", "k", "words"), [
-    (1, 3, "already approved"), (3, 3, "final step"), (9, 3, "no step 9"), (2, 0, "at least 1"),
+    (1, 3, "approved when the run starts"), (3, 3, "final step"), (9, 3, "no step 9"),
+    (2, 0, "at least 1"),
 ])
 async def test_refused_before_any_preview(setup, session_factory, step, k, words):
     cog, run, _ = setup

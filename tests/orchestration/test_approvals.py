@@ -92,7 +92,7 @@ async def test_rejected_candidates_never_advance(session, tmp_path):
         (2, -3, InvalidInput, "k must be at least 1"),
         (7, 3, NotFound, "there is no step 7"),
         (3, 3, InvalidInput, "final step"),
-        (1, 3, Conflict, "already approved"),
+        (1, 3, Conflict, "needs no approval: it is approved when the run starts"),
     ],
 )
 async def test_refusals_change_nothing(session, tmp_path, step, k, error, words):
