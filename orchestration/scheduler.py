@@ -687,8 +687,8 @@ class Scheduler:
         self._capabilities_read[url] = time.monotonic()
         try:
             caps = await fetch_capabilities(client)
-        except ComfyUnavailable:
-            raise
+        except (ComfyUnavailable, ComfyUnhealthy):
+            raise  # the worker is down or failing: the loop says so and waits
         except ComfyError as err:
             log.warning("worker %s: could not read its nodes and models (%s); its jobs are not "
                         "checked before they are sent", url, err)

@@ -308,6 +308,30 @@ async def test_history_failing_forever_is_unhealthy_not_flapping(session_factory
     assert_nothing_in_flight(rows)
 
 
+async def test_object_info_failing_is_an_unhealthy_worker_not_an_unchecked_one(
+    session_factory, sim, tmp_path
+):
+    events: list[SchedulerEvent] = []
+    await start_runs(session_factory, ["A"], RunSettings(max_children=1))
+    sim.fault("/object_info", status=500, body="a custom node broke", times=None)
+    scheduler = faulty_scheduler(session_factory, [sim.url], tmp_path / "data", events,
+                                 unhealthy_max_backoff=0.2)
+    await scheduler.start()
+    try:
+        async def told() -> bool:
+            return any(e.kind == "worker_unhealthy" for e in events)
+        await until(told, 10)
+        assert "a custom node broke" in (scheduler.unhealthy[sim.url] or "")
+        assert sim.timings == []  # nothing was sent unchecked
+        sim.clear_faults()
+        await idle(scheduler)
+    finally:
+        await scheduler.stop()
+    assert [e.kind for e in events].count("worker_unhealthy") == 1
+    rows = await jobs(session_factory)
+    assert rows and {r[1] for r in rows} == {JobStatus.succeeded}
+
+
 # -- two installations on one ComfyUI -------------------------------------------------------------
 
 
