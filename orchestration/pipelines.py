@@ -119,7 +119,7 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
             files = sorted(path.glob("*.json"))
             if not files:
                 raise PipelineFileError(
-                    f"{path}: no pipeline.yaml and no workflow .json files in this folder"
+                    f"{path.name}: no pipeline.yaml and no workflow .json files in this folder"
                 )
             data = {}
             entries = [(_step_name_from_file(f), f) for f in files]
@@ -138,25 +138,34 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
             "or one workflow .json"
         )
 
+    root = (path if path.is_dir() else path.parent).resolve()
+
+    def shown(file: Path) -> str:
+        """A workflow file as the pipeline names it, not where the host keeps it."""
+        try:
+            return str(file.resolve().relative_to(root))
+        except ValueError:
+            return file.name
+
     name = str(data.get("name") or default_name).strip()
     steps: list[StepSpec] = []
     warnings: list[str] = []
     for position, (step_name, file) in enumerate(entries, start=1):
         where = f"step {position} “{step_name}”"
         if not file.is_file():
-            raise PipelineFileError(f"{where}: workflow file {file} does not exist")
+            raise PipelineFileError(f"{where}: workflow file {shown(file)} does not exist")
         size = file.stat().st_size
         if size > MAX_WORKFLOW_BYTES:
             raise PipelineFileError(
-                f"{where}: {file} is {size / 2**20:.1f} MB; a workflow may be at most "
+                f"{where}: {shown(file)} is {size / 2**20:.1f} MB; a workflow may be at most "
                 f"{MAX_WORKFLOW_BYTES // 2**20} MB (export it in API format, without images)"
             )
         try:
-            info = parse_workflow(file.read_text(encoding="utf-8"), str(file))
+            info = parse_workflow(file.read_text(encoding="utf-8"), shown(file))
         except WorkflowError as err:
             raise PipelineFileError(f"{where}: {err}") from err
         except UnicodeDecodeError as err:
-            raise PipelineFileError(f"{where}: {file} is not a UTF-8 text file") from err
+            raise PipelineFileError(f"{where}: {shown(file)} is not a UTF-8 text file") from err
         uses_parent = "parent_image" in info.variables
         if position == 1 and uses_parent:
             raise PipelineFileError(

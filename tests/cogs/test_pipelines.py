@@ -89,6 +89,27 @@ async def test_a_zip_is_measured_before_it_is_unpacked(session_factory, tmp_path
         assert await s.scalar(select(func.count()).select_from(Pipeline)) == 0
 
 
+@pytest.mark.parametrize(("members", "words"), [
+    ({"p/pipeline.yaml": b"name: p\nsteps: [big.json]\n", "p/big.json": b"{" * 6 * 2**20},
+     "step 1 “big”: big.json is 6.0 MB; a workflow may be at most 5 MB"),
+    ({"p/a.json": b"{nope"}, "step 1 “a”: a.json: not valid JSON"),
+    ({"p/notes.txt": b"hi"}, "p: no pipeline.yaml and no workflow .json files in this folder"),
+])
+async def test_a_refusal_names_files_as_the_zip_does_not_where_the_bot_unpacked_them(
+    session_factory, tmp_path, members, words
+):
+    cog = Pipelines(make_bot(session_factory, tmp_path))
+    ui = fake_interaction(cog.bot)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    await invoke(Pipelines.import_, cog, ui, file=attachment("p.zip", buffer.getvalue()))
+    [refusal] = replies(ui)
+    assert words in refusal and "/" not in refusal.split(":")[0]
+    assert "tmp" not in refusal and "pipeline-" not in refusal
+
+
 async def test_status_names_an_unhealthy_worker_and_what_it_said(session_factory, tmp_path):
     cog = Pipelines(make_bot(session_factory, tmp_path))
     [url] = cog.bot.scheduler.workers
