@@ -31,6 +31,7 @@ from db.models import (
     SchedulerState,
 )
 from orchestration.errors import NotFound
+from orchestration.rejection import mark_rejected
 from orchestration.selection import JobDecision, Mode, select_next_job
 
 # Seeds fit in 24 bits so a seed can also feed integer inputs with that range (EmptyImage's
@@ -211,9 +212,7 @@ async def reject_unreadable_parent(session: AsyncSession, candidate_id: int, rea
     choosing it and a resumed run does not fail on it again."""
     cand = await session.get(ImageCandidate, candidate_id)
     if cand is not None and cand.status is not CandidateStatus.rejected:
-        cand.status = CandidateStatus.rejected
-        cand.advancing = False
-        cand.rejected_by = reason[:100]
+        mark_rejected(cand, reason)
         await session.commit()
 
 

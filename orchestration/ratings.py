@@ -44,6 +44,7 @@ from db.models import (
     Vote,
 )
 from orchestration.errors import Conflict, DuplicateVote, InvalidInput, NotFound
+from orchestration.rejection import mark_rejected
 from orchestration.runs import get_running_run
 
 BASE_RATING = 1000.0
@@ -455,8 +456,6 @@ async def reject_candidate(
         )
     if cand.status is CandidateStatus.rejected:
         raise Conflict(f"Candidate #{cand.id} is already rejected.")
-    cand.status = CandidateStatus.rejected
-    cand.advancing = False
-    cand.rejected_by = by
+    mark_rejected(cand, by)
     await session.commit()
     return RejectResult(cand.id, cand.run_id, cand.step)

@@ -523,20 +523,16 @@ class Scheduler:
             async with self.sessions() as session:
                 payload = await submit_job_payload(session, ctx.job_id, prompt_id=prompt_id,
                                                    worker=client.url, parent_image=parent_image)
-        except DomainError as err:
+            await client.submit(payload, prompt_id=prompt_id)
+        except DomainError as err:  # the workflow cannot be filled in for this job
             await self._fail(ctx, str(err), client.url)
             return
-        except RecursionError:
+        except RecursionError:  # filling it in, or sending it
             await self._fail(ctx, TOO_DEEP, client.url)
             return
-        try:
-            await client.submit(payload, prompt_id=prompt_id)
         except ComfyRejected as err:
             jlog.warning("ComfyUI refused the prompt: %s", err)
             await self._fail(ctx, str(err), client.url)
-            return
-        except RecursionError:
-            await self._fail(ctx, TOO_DEEP, client.url)
             return
         except ComfyProtocolError as err:
             await self._fail(ctx, f"ComfyUI did not take the prompt: {err}", client.url)
