@@ -739,7 +739,7 @@ class ComfyClient:
         while True:
             if check_history:
                 check_history = False
-                found = await self._probe(prompt_id)
+                found = await self.locate(prompt_id)
                 if isinstance(found, PromptResult):
                     return found
                 if found == "pending":
@@ -787,8 +787,9 @@ class ComfyClient:
             ):
                 return await self._finish(prompt_id, tracker, event, frame_images)
 
-    async def _probe(self, prompt_id: str) -> PromptResult | Literal["running", "pending"]:
-        """History if the prompt ended, else where it is in the queue; an error result if lost."""
+    async def locate(self, prompt_id: str) -> PromptResult | Literal["running", "pending"]:
+        """How the prompt ended, else where it is in the queue; a "lost" result if the server
+        knows it nowhere (history is asked again after the queue: it may have just ended)."""
         result = await self.history(prompt_id)
         if result is not None:
             return result

@@ -784,29 +784,22 @@ class Scheduler:
         if ctx.prompt_id is None:  # cannot happen: the id is stored with the status
             await self._fail(ctx, "no prompt id was recorded", client.url)
             return
-        result = await client.history(ctx.prompt_id)
-        if result is not None:
-            jlog.info("recovered: finished on ComfyUI while we were away")
-            await self._finish(client, ctx, result)
-            return
-        queue = await client.queue()
-        if ctx.prompt_id in queue:
-            running = ctx.prompt_id in queue.running
+        found = await client.locate(ctx.prompt_id)
+        if found in ("running", "pending"):
+            running = found == "running"
             jlog.info("recovered: still %s on ComfyUI; following it",
                       "running" if running else "queued")
             await self._follow(client, ctx, ctx.prompt_id, running=running)
-            return
-        result = await client.history(ctx.prompt_id)  # it may have ended between the two looks
-        if result is not None:
+        elif isinstance(found, PromptResult) and found.status != "lost":
             jlog.info("recovered: finished on ComfyUI while we were away")
-            await self._finish(client, ctx, result)
-            return
-        jlog.warning("ComfyUI no longer knows prompt %s; the job will be made again",
-                     ctx.prompt_id)
-        async with self.sessions() as session:
-            await end_job(session, ctx.job_id,
-                          f"ComfyUI at {client.url} no longer knew the prompt",
-                          JobStatus.cancelled)
+            await self._finish(client, ctx, found)
+        else:
+            jlog.warning("ComfyUI no longer knows prompt %s; the job will be made again",
+                         ctx.prompt_id)
+            async with self.sessions() as session:
+                await end_job(session, ctx.job_id,
+                              f"ComfyUI at {client.url} no longer knew the prompt",
+                              JobStatus.cancelled)
 
     async def _release_orphans(self) -> None:
         """Jobs left on a worker that is no longer configured cannot be followed."""
