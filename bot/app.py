@@ -27,6 +27,24 @@ COGS = (
 
 UNEXPECTED = "Something went wrong on the bot's side; it is in the log. Nothing was changed."
 
+_CHANGED = "comfy-curator:changed"
+
+
+def changed(interaction: discord.Interaction[Any], what: str) -> None:
+    """Note what this interaction has committed (“run #3 “Gym” was started”), so that an error
+    after it is reported as what it is, never as “nothing was changed”."""
+    interaction.extras.setdefault(_CHANGED, []).append(what)
+
+
+def unexpected_text(interaction: discord.Interaction[Any]) -> str:
+    done = interaction.extras.get(_CHANGED)
+    if not done:
+        return UNEXPECTED
+    return (
+        f"Something went wrong on the bot's side after {'; '.join(done)}; that stands. "
+        "The rest is in the log."
+    )
+
 
 _PUBLIC_THINKING = "comfy-curator:public-thinking"
 
@@ -64,7 +82,7 @@ class CuratorTree(app_commands.CommandTree["CuratorBot"]):
             return
         command = interaction.command.qualified_name if interaction.command else "?"
         log.error("/%s by %s failed", command, interaction.user, exc_info=cause)
-        await reply_ephemeral(interaction, UNEXPECTED)
+        await reply_ephemeral(interaction, unexpected_text(interaction))
 
 
 class CuratorBot(commands.Bot):

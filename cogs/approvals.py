@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import CuratorBot
+from bot.app import CuratorBot, changed
 from bot.permissions import curator_only
 from bot.render import SheetItem, render_contact_sheet
 from cogs.common import resolve_run, running_run_choices
@@ -84,6 +84,7 @@ class Approvals(commands.Cog):
             return
         async with self.bot.sessions() as session:
             result = await approve_step(session, run_id, step, k, str(interaction.user.id))
+        changed(interaction, f"step {step} of run #{run_id} was approved")
         self.bot.scheduler.wake()
         ids = ", ".join(f"#{c.id}" for c in result.advancing)
         await interaction.edit_original_response(

@@ -14,11 +14,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import CuratorBot
+from bot.app import CuratorBot, changed
 from bot.permissions import curator_only
 from orchestration.errors import InvalidInput
 from orchestration.overview import run_overviews
 from orchestration.pipelines import import_pipeline, list_pipelines
+from orchestration.text import quoted
 
 MAX_UPLOAD = 20 * 2**20
 # A pipeline is a few workflows of at most 5 MB each: room for ten, and more files than any
@@ -118,6 +119,8 @@ class Pipelines(commands.Cog):
             path = await asyncio.to_thread(unpack, data, file.filename, Path(tmp))
             async with self.bot.sessions() as session:
                 result = await import_pipeline(session, path)
+        if result.created:
+            changed(interaction, f"pipeline {quoted(result.name)} was imported")
         verb = "Imported" if result.created else "Already imported, unchanged:"
         warnings = "".join(f"\n⚠️ {w}" for w in result.warnings)
         await interaction.followup.send(

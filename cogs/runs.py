@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import CuratorBot, defer_public
+from bot.app import CuratorBot, changed, defer_public
 from bot.permissions import curator_only
 from cogs.common import resolve_run, running_run_choices
 from db.models import RunStatus, SelectionOrder
@@ -17,11 +17,14 @@ from orchestration.errors import InvalidInput
 from orchestration.overview import RunOverview, run_overviews, set_run_channel
 from orchestration.pipelines import list_pipelines
 from orchestration.runs import RunCreated, complete_run, create_run, resume_run
-from orchestration.text import plural
+from orchestration.text import NAME_MAX, clip, plural, quoted
 
 log = logging.getLogger(__name__)
 
 RUNS_PER_PAGE = 10
+# Prompts are not shown back in Discord, so they may be as long as Discord allows an option.
+PROMPT_MAX = 6000
+VARIABLES_MAX = 1000
 
 
 def parse_variables(text: str | None) -> dict[str, str]:
@@ -33,7 +36,7 @@ def parse_variables(text: str | None) -> dict[str, str]:
         name, sep, value = part.partition("=")
         if not sep or not name.strip():
             raise InvalidInput(
-                f"“{part.strip()}” is not name=value; separate variables with ';', "
+                f"{quoted(part)} is not name=value; separate variables with ';', "
                 "e.g. `style=golden hour; lens=85mm`."
             )
         values[name.strip()] = value.strip()
@@ -48,31 +51,37 @@ def step_badges(run: RunOverview) -> str:
     return " | ".join(parts)
 
 
+EMBED_TOTAL = 6000  # Discord's limit on all the text of a message's embeds
+FIELD_NAME = 256
+FIELD_VALUE = 1024
+
+
 def runs_embed(runs: list[RunOverview], page: int) -> discord.Embed:
     pages = max(1, -(-len(runs) // RUNS_PER_PAGE))
     page = min(max(page, 1), pages)
     embed = discord.Embed(title="Runs", colour=discord.Colour.blurple())
+    embed.set_footer(text=f"page {page} of {pages} · ✅ approved · ⏳ awaiting approval")
     if not runs:
         embed.description = "No runs yet. Start one with `/run start`."
-    for run in runs[(page - 1) * RUNS_PER_PAGE : page * RUNS_PER_PAGE]:
+    shown = runs[(page - 1) * RUNS_PER_PAGE : page * RUNS_PER_PAGE]
+    names = [clip(f"#{r.id} {r.name} ({r.pipeline})", FIELD_NAME) for r in shown]
+    room = EMBED_TOTAL - len(embed.title or "") - len(embed.footer.text or "") - sum(map(len, names))
+    per_field = min(FIELD_VALUE, room // max(1, len(shown)))
+    for run, name in zip(shown, names, strict=True):
         if run.status is RunStatus.completed:
             state = "completed"
         elif run.held_reason:
-            state = f"on hold: {run.held_reason}"[:200]
+            state = clip(f"on hold: {run.held_reason}", 200)
         elif any(s.awaiting_approval for s in run.steps):
             state = "awaiting approval"
         else:
             state = "running" if run.has_work else "no work left"
         channel = f" · <#{run.channel_id}>" if run.channel_id else ""
-        embed.add_field(
-            name=f"#{run.id} {run.name} ({run.pipeline})"[:256],
-            value=(
-                f"{state} · {run.completion:.0%} done · {plural(run.votes, 'vote')}{channel}\n"
-                f"{step_badges(run)}"
-            )[:1024],
-            inline=False,
+        value = (
+            f"{state} · {run.completion:.0%} done · {plural(run.votes, 'vote')}{channel}\n"
+            f"{step_badges(run)}"
         )
-    embed.set_footer(text=f"page {page} of {pages} · ✅ approved · ⏳ awaiting approval")
+        embed.add_field(name=name, value=clip(value, per_field), inline=False)
     return embed
 
 
@@ -105,11 +114,11 @@ class Runs(commands.Cog):
     async def start(
         self,
         interaction: discord.Interaction[Any],
-        pipeline: str,
-        name: str,
-        prompt: str,
-        negative_prompt: str | None = None,
-        variables: str | None = None,
+        pipeline: app_commands.Range[str, 1, NAME_MAX],
+        name: app_commands.Range[str, 1, NAME_MAX],
+        prompt: app_commands.Range[str, 1, PROMPT_MAX],
+        negative_prompt: app_commands.Range[str, 1, PROMPT_MAX] | None = None,
+        variables: app_commands.Range[str, 1, VARIABLES_MAX] | None = None,
         n: app_commands.Range[int, 1, 20] | None = None,
         order: SelectionOrder | None = None,
         gates: bool | None = None,
@@ -132,6 +141,7 @@ class Runs(commands.Cog):
                 session, pipeline, name, values, settings, created_by=str(interaction.user.id),
                 check=self.bot.scheduler.problems_for_run,
             )
+        changed(interaction, f"run #{created.run_id} {quoted(created.name)} was started")
         channel, problem = await self._open_channel(interaction, created)  # no session held
         if channel is not None:
             async with self.bot.sessions() as session:
@@ -204,6 +214,7 @@ class Runs(commands.Cog):
             return
         async with self.bot.sessions() as session:
             done = await complete_run(session, run_id)
+        changed(interaction, f"run #{done.id} {quoted(done.name)} was completed")
         await interaction.edit_original_response(
             content=f"Run #{done.id} “{done.name}” is completed.", view=None
         )
@@ -231,6 +242,7 @@ class Runs(commands.Cog):
         run_id = await resolve_run(self.bot, interaction, run)
         async with self.bot.sessions() as session:
             resumed = await resume_run(session, run_id)
+        changed(interaction, f"run #{resumed.id} {quoted(resumed.name)} was resumed")
         self.bot.scheduler.wake()
         await interaction.followup.send(
             f"Run #{resumed.id} “{resumed.name}” resumed.", ephemeral=True

@@ -19,7 +19,7 @@ from comfy.workflow import WorkflowError, parse_workflow
 from db.models import Pipeline, PipelineStep
 from orchestration.errors import Conflict, InvalidInput
 from orchestration.runs import SYSTEM_VARIABLES
-from orchestration.text import slugify
+from orchestration.text import NAME_MAX, quoted, slugify
 
 PIPELINE_FILES = ("pipeline.yaml", "pipeline.yml")
 # A workflow file larger than this is refused: exports are tens of kilobytes, and every job of
@@ -148,10 +148,20 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
             return file.name
 
     name = str(data.get("name") or default_name).strip()
+    if not 1 <= len(name) <= NAME_MAX:
+        raise PipelineFileError(
+            f"the pipeline's name {quoted(name)} has {len(name)} characters; "
+            f"give it a name of 1 to {NAME_MAX}"
+        )
     steps: list[StepSpec] = []
     warnings: list[str] = []
     for position, (step_name, file) in enumerate(entries, start=1):
-        where = f"step {position} “{step_name}”"
+        where = f"step {position} {quoted(step_name)}"
+        if len(step_name) > NAME_MAX:
+            raise PipelineFileError(
+                f"{where}: a step name may be at most {NAME_MAX} characters; "
+                f"this one has {len(step_name)}"
+            )
         if not file.is_file():
             raise PipelineFileError(f"{where}: workflow file {shown(file)} does not exist")
         size = file.stat().st_size

@@ -21,7 +21,7 @@ from db.models import (
     SelectionOrder,
 )
 from orchestration.errors import Conflict, InvalidInput, MissingVariables, NotFound
-from orchestration.text import slugify
+from orchestration.text import NAME_MAX, quoted, slugify
 
 # Placeholders the system fills for every job; a run never supplies them.
 SYSTEM_VARIABLES = frozenset({"seed", "parent_image", "output_prefix"})
@@ -86,7 +86,7 @@ async def find_pipeline(session: AsyncSession, name_or_id: str | int) -> Pipelin
         stmt = stmt.where(Pipeline.name == name_or_id)
     pipeline = (await session.scalars(stmt)).one_or_none()
     if pipeline is None:
-        raise NotFound(f"There is no pipeline “{name_or_id}”. Import it first.")
+        raise NotFound(f"There is no pipeline {quoted(str(name_or_id))}. Import it first.")
     return pipeline
 
 
@@ -112,6 +112,11 @@ async def create_run(
     name = name.strip()
     if not name:
         raise InvalidInput("A run needs a name.")
+    if len(name) > NAME_MAX:
+        raise InvalidInput(
+            f"A run name may be at most {NAME_MAX} characters; this one has {len(name)}. "
+            "Give a shorter one; no run was started."
+        )
     found = await find_pipeline(session, pipeline)
     if not found.steps:
         raise InvalidInput(f"Pipeline “{found.name}” has no steps.")

@@ -16,3 +16,19 @@ def slugify(text: str, *, fallback: str = "item", max_length: int = 40) -> str:
 def plural(count: int, noun: str) -> str:
     """'1 vote', '2 votes', '0 votes'."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+# Names of runs, pipelines and steps show up in channel names, menu choices and headers, which
+# Discord limits to 100 characters.
+NAME_MAX = 100
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """Someone's input inside a message, cut so the message stays short: “abc…”."""
+    text = " ".join(text.split())
+    return f"“{text if len(text) <= limit else text[: limit - 1] + '…'}”"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, marked with … when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +45,15 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
 async def session(session_factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     async with session_factory() as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def discord_rules() -> Iterator[None]:
+    """Fail a test whose bot asked Discord for something Discord refuses (tests/discord_rules)."""
+    from tests.discord_rules import BREACHES
+
+    BREACHES.clear()
+    yield
+    breaches = [str(b) for b in BREACHES]
+    BREACHES.clear()
+    assert not breaches, "the bot broke Discord's rules:\n" + "\n".join(breaches)

@@ -18,6 +18,7 @@ from bot.app import CuratorBot
 from bot.config import Settings
 from db.engine import SessionFactory
 from orchestration.scheduler import Scheduler
+from tests import discord_rules as rules
 
 CURATOR_ROLE = 4242
 GUILD = 1111
@@ -58,16 +59,29 @@ def fake_member(*, curator: bool = True, name: str = "alice") -> MagicMock:
 
 
 _posted_with: dict[int, dict[str, Any]] = {}
+_ephemeral: set[int] = set()
+
+
+def _checked_edit(what: str) -> AsyncMock:
+    async def edit(**kwargs: Any) -> None:
+        rules.check_message(kwargs, editing=True)
+
+    mock = AsyncMock(side_effect=edit)
+    mock.what = what
+    return mock
 
 
 def fake_message(channel: MagicMock, **sent: Any) -> MagicMock:
-    """A message the bot posted; `posted_with(message)` is what it was posted with."""
+    """A message the bot posted; `posted_with(message)` is what it was posted with. An
+    ephemeral one can be edited only through its interaction, as in Discord."""
     message = MagicMock(spec_set=discord.Message)
     message.id = next(_ids)
     message.channel = channel
     message.content = sent.get("content")
-    message.edit = AsyncMock()
+    message.edit = _checked_edit("message")
     _posted_with[message.id] = sent
+    if sent.get("ephemeral"):
+        _ephemeral.add(message.id)
     return message
 
 
@@ -85,17 +99,36 @@ def fake_text_channel(name: str = "general") -> MagicMock:
     messages: list[MagicMock] = []
 
     async def send(content: str | None = None, **kwargs: Any) -> MagicMock:
+        rules.check_message({"content": content, **kwargs})
         message = fake_message(channel, content=content, **kwargs)
         messages.append(message)
         return message
 
     def partial(message_id: int) -> MagicMock:
-        return next(m for m in messages if m.id == message_id)
+        found = next((m for m in messages if m.id == message_id), None)
+        if found is not None:
+            return found
+        unknown = MagicMock(spec_set=discord.PartialMessage)
+        unknown.id = message_id
+
+        async def refused(**_: Any) -> None:
+            if message_id in _ephemeral:
+                raise rules.refuse(
+                    "an ephemeral message edited through its channel; only its interaction "
+                    "can reach it", rules.EPHEMERAL, status=404, code=10008,
+                )
+            raise rules.refuse("Unknown Message", rules.MESSAGE, status=404, code=10008)
+
+        unknown.edit = AsyncMock(side_effect=refused)
+        return unknown
+
+    async def edit(**kwargs: Any) -> None:
+        rules.check_channel(kwargs.get("name"), kwargs.get("topic"))
 
     channel.send = AsyncMock(side_effect=send)
     channel.send.messages = messages
     channel.get_partial_message = MagicMock(side_effect=partial)
-    channel.edit = AsyncMock()
+    channel.edit = AsyncMock(side_effect=edit)
     return channel
 
 
@@ -104,7 +137,8 @@ def fake_guild() -> MagicMock:
     guild.id = GUILD
     created: list[MagicMock] = []
 
-    async def create_text_channel(name: str, **_: Any) -> MagicMock:
+    async def create_text_channel(name: str, **kwargs: Any) -> MagicMock:
+        rules.check_channel(name, kwargs.get("topic"))
         channel = fake_text_channel(name)
         created.append(channel)
         return channel
@@ -120,30 +154,64 @@ def created_channels(interaction: MagicMock) -> list[MagicMock]:
 
 
 class FakeResponse:
-    """Records what the handler answered; knows whether it already answered, like Discord."""
+    """Records what the handler answered; refuses, like Discord, a second answer, an answer
+    after 3 s, and a message over its limits."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.deferred = False
         self.deferred_with: dict[str, Any] = {}  # e.g. ephemeral=True, thinking=True
         self.answered = asyncio.Event()
+        self.created = asyncio.get_running_loop().time()
+        self.answered_at: float | None = None
 
     def is_done(self) -> bool:
         return self.deferred or bool(self.sent)
 
+    def _answer(self) -> None:
+        if self.is_done():
+            raise rules.refuse(
+                "Interaction has already been acknowledged", rules.RESPONDING, code=40060
+            )
+        now = asyncio.get_running_loop().time()
+        if now - self.created > rules.RESPONSE_WITHIN_S:
+            raise rules.refuse(
+                f"first answer after {now - self.created:.1f} s; Discord waits 3 s",
+                rules.RESPONDING, status=404, code=10062,
+            )
+        self.answered_at = now
+
     async def send_message(self, content: str | None = None, **kwargs: Any) -> None:
-        assert not self.is_done(), "answered twice"
+        self._answer()
+        rules.check_message({"content": content, **kwargs})
         self.sent.append({"content": content, **kwargs})
         self.answered.set()
 
     async def edit_message(self, **kwargs: Any) -> None:
-        assert not self.is_done(), "answered twice"
+        self._answer()
+        rules.check_message(kwargs, editing=True)
         self.sent.append({"edited": True, **kwargs})
 
     async def defer(self, **kwargs: Any) -> None:
-        assert not self.is_done(), "deferred after answering"
+        self._answer()
         self.deferred = True
         self.deferred_with = kwargs
+
+    async def autocomplete(self, choices: list[Any]) -> None:
+        self._answer()
+        for rule in rules.choice_problems(choices):
+            raise rules.refuse(rule, rules.AUTOCOMPLETE)
+        self.sent.append({"choices": choices})
+
+    def token_check(self, what: str) -> None:
+        """Follow-ups and edits of the original answer: only after it, within 15 minutes."""
+        if self.answered_at is None:
+            raise rules.refuse(
+                f"{what} before the interaction was answered", rules.FOLLOWUPS,
+                status=404, code=10015,
+            )
+        if asyncio.get_running_loop().time() - self.answered_at > rules.TOKEN_VALID_S:
+            raise rules.refuse(f"{what} after the token expired", rules.FOLLOWUPS, status=401)
 
 
 def fake_interaction(
@@ -161,20 +229,40 @@ def fake_interaction(
     interaction.channel_id = channel_id
     interaction.message = message
     interaction.command = None
-    interaction.response = FakeResponse()
+    response = FakeResponse()
+    interaction.response = response
     interaction.followup = MagicMock(spec_set=discord.Webhook)
     followed = asyncio.Event()
     here = fake_text_channel("here")
     here.id = channel_id if channel_id is not None else here.id
+    ours: set[int] = set()
 
     async def follow_up(content: str | None = None, **kwargs: Any) -> MagicMock:
+        response.token_check("a follow-up")
+        rules.check_message({"content": content, **kwargs})
         followed.set()
-        return fake_message(here, content=content, **kwargs)
+        sent = fake_message(here, content=content, **kwargs)
+        ours.add(sent.id)
+        return sent
+
+    async def edit_followup(message_id: int, **kwargs: Any) -> None:
+        response.token_check("an edit of a follow-up")
+        if message_id not in ours:
+            raise rules.refuse("Unknown Message", rules.FOLLOWUPS, status=404, code=10008)
+        rules.check_message(kwargs, editing=True)
+
+    async def edit_original(**kwargs: Any) -> None:
+        response.token_check("an edit of the original answer")
+        rules.check_message(kwargs, editing=True)
+
+    async def delete_original() -> None:
+        response.token_check("a deletion of the original answer")
 
     interaction.followup.send = AsyncMock(side_effect=follow_up)
     interaction.followup.send.event = followed
-    interaction.edit_original_response = AsyncMock()
-    interaction.delete_original_response = AsyncMock()
+    interaction.followup.edit_message = AsyncMock(side_effect=edit_followup)
+    interaction.edit_original_response = AsyncMock(side_effect=edit_original)
+    interaction.delete_original_response = AsyncMock(side_effect=delete_original)
     interaction.extras = {}
     return interaction
 

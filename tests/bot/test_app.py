@@ -28,7 +28,7 @@ async def test_error_boundary(session_factory, tmp_path, caplog):
     assert replies(refused) == ["No."] and refused.response.sent[0]["ephemeral"]
 
     crashed = fake_interaction(bot)
-    crashed.response.deferred = True  # answered already: the message goes as a follow-up
+    await crashed.response.defer()  # answered already: the message goes as a follow-up
     with caplog.at_level(logging.ERROR):
         await bot.tree.on_error(crashed, app_commands.CommandInvokeError(cmd, KeyError("k")))
     assert replies(crashed) == [UNEXPECTED]

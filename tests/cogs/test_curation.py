@@ -71,8 +71,8 @@ async def test_a_whole_curation_by_taps(session_factory, tmp_path):
             await bot.add_cog(cog)
         curator = fake_member(name="carol")
 
-        started = fake_interaction(bot, user=curator)
-        await invoke(Runs.start, runs, started, pipeline="cpu-demo", name="Sofa", prompt="",
+        started = fake_interaction(bot, user=curator)  # the longest name, for Discord's limits
+        await invoke(Runs.start, runs, started, pipeline="cpu-demo", name="Sofa " * 20, prompt="",
                      n=3)
         [channel] = created_channels(started)
         bot.get_channel = {channel.id: channel}.get  # type: ignore[method-assign]

@@ -191,3 +191,23 @@ async def test_run_start_is_refused_when_no_worker_has_what_it_needs(session_fac
     started = fake_interaction(bot)
     await invoke(Runs.start, cog, started, **args, variables="checkpoint=juggernaut_xl.safetensors")
     assert replies(started)[-1].startswith("Started run #1 “Sea”")
+
+
+async def test_an_error_after_the_run_started_never_says_nothing_was_changed(cog, session_factory):
+    interaction = fake_interaction(cog.bot)
+    send = interaction.followup.send.side_effect
+    failed = []
+
+    async def discord_down_once(*args, **kwargs):
+        if not failed:
+            failed.append(True)
+            raise discord.HTTPException(MagicMock(status=503, reason="Unavailable"), "try later")
+        return await send(*args, **kwargs)
+
+    interaction.followup.send.side_effect = discord_down_once
+    await invoke(Runs.start, cog, interaction, pipeline="test-pipeline", name="Gym", prompt="p")
+    [said] = replies(interaction)[1:]
+    assert "Nothing was changed" not in said
+    assert "run #1 “Gym” was started" in said
+    async with session_factory() as s:
+        assert (await s.scalar(select(PipelineRun.status))) is RunStatus.running

@@ -190,3 +190,19 @@ async def test_a_workflow_nested_too_deep_is_refused_and_nothing_stored(session,
         "[" * 96 + "]" * 96) + "}}}"
     (tmp_path / "fine.json").write_text(ok)
     assert (await import_pipeline(session, tmp_path / "fine.json")).created
+
+
+@pytest.mark.parametrize("yaml_text, words", [
+    ("name: " + "n" * 101 + "\nsteps:\n  - workflow: a.json\n", "has 101 characters"),
+    ("name: p\nsteps:\n  - workflow: a.json\n    name: " + "s" * 101 + "\n",
+     "a step name may be at most 100 characters"),
+])
+async def test_names_longer_than_discord_shows_are_refused(session, tmp_path, yaml_text, words):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(base_workflow()))
+    (folder / "pipeline.yaml").write_text(yaml_text)
+    with pytest.raises(PipelineFileError, match=words) as refused:
+        await import_pipeline(session, folder)
+    assert len(str(refused.value)) < 200
+    assert await count_rows(session) == (0, 0)
