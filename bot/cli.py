@@ -17,7 +17,7 @@ from comfy.capabilities import check_steps, fetch_capabilities
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
-from db.migrate import upgrade_database
+from db.migrate import MigrationError, upgrade_database
 from orchestration.errors import DomainError, InvalidInput
 from orchestration.export import vote_records
 from orchestration.pipelines import (
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         _setup_logging(settings.log_level)
         code = asyncio.run(args.func(settings, args))
-    except (ConfigError, DomainError) as err:
+    except (ConfigError, DomainError, MigrationError) as err:
         print(f"comfy-curator: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

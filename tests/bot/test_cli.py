@@ -169,3 +169,18 @@ async def test_import_check_refuses_a_pipeline_the_comfyui_cannot_run(env, capsy
         assert err.rstrip().endswith("nothing was imported.") and "Traceback" not in err
     assert await asyncio.to_thread(main, ["pipeline", "list"]) == 0
     assert "cpu-demo" not in capsys.readouterr().out
+
+
+def test_database_an_upgrade_cannot_repair_is_one_clear_line(env, capsys):
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(env / "cli.db")) as con, con:  # rows, but no schema revision
+        con.execute("CREATE TABLE pipelines (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO pipelines VALUES (1, 'kept')")
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"comfy-curator: database {env / 'cli.db'} has tables but no schema "
+                          "revision (pipelines hold rows)") and err.count("\n") == 1
+    with closing(sqlite3.connect(env / "cli.db")) as con:
+        assert con.execute("SELECT name FROM pipelines").fetchall() == [("kept",)]
