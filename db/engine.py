@@ -1,9 +1,11 @@
 """Async engine and session factory.
 
 SQLite gets the settings a single-process bot wants: WAL (readers never block the writer),
-foreign keys on, `BEGIN IMMEDIATE` so a transaction that will write takes the lock up front
-instead of failing halfway, and a pool of one connection so concurrent tasks wait their turn
-in asyncio rather than in SQLite's sleeping busy handler. Other databases keep their defaults.
+`synchronous=FULL` (a commit is on disk before it returns, so an acknowledged vote survives a
+power cut), foreign keys on, `BEGIN IMMEDIATE` so a transaction that will write takes the lock
+up front instead of failing halfway, and a pool of one connection so concurrent tasks wait
+their turn in asyncio rather than in SQLite's sleeping busy handler. Other databases keep their
+defaults.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ SessionFactory = async_sessionmaker[AsyncSession]
 
 SQLITE_PRAGMAS: tuple[str, ...] = (
     "journal_mode=WAL",
-    "synchronous=NORMAL",
+    "synchronous=FULL",
     "busy_timeout=30000",
 )
 """Every SQLite connection of ours runs these, the migrations' too; foreign keys apart."""
