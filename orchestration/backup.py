@@ -64,13 +64,16 @@ def backup_database(url: str, path: Path) -> Backup:
             check = [row[0] for row in copy.execute("PRAGMA integrity_check")]
         if check != ["ok"]:
             raise Conflict(f"the copy of {source} failed its integrity check ({check[0]}); "
-                              f"nothing was written to {path}.")
+                           f"nothing was written to {path}.")
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
+    except sqlite3.DatabaseError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise InvalidInput(f"{source} could not be copied as a SQLite database ({err}); "
+                           f"nothing was written to {path}.") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     sync_folder(path.parent)
     return Backup(source=source, path=path, size=path.stat().st_size)
-

@@ -252,6 +252,9 @@ def test_backup_refusals_are_one_clear_line(env, monkeypatch, capsys):
     assert "taken.db already exists: a backup never overwrites" in refused(str(env / "taken.db"))
     assert (env / "taken.db").read_bytes() == b"mine"
     assert f"folder {env / 'nowhere'} does not exist" in refused(str(env / "nowhere" / "c.db"))
+    (env / "notes.txt").write_text("not a database, " * 512)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{env / 'notes.txt'}")
+    assert "could not be copied as a SQLite database" in refused(str(env / "copy.db"))
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@localhost/curator")
     assert "pg_dump" in refused(str(env / "copy.db"))
-    assert not (env / "copy.db").exists()
+    assert not [p.name for p in env.iterdir() if "copy.db" in p.name]  # nor a part of one
