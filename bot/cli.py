@@ -17,7 +17,8 @@ from comfy.capabilities import check_steps, fetch_capabilities
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
-from db.migrate import upgrade_database
+from db.migrate import MigrationError, upgrade_database
+from orchestration.backup import backup_database
 from orchestration.errors import DomainError, InvalidInput
 from orchestration.export import vote_records
 from orchestration.pipelines import (
@@ -52,6 +53,14 @@ async def _with_database(settings: Settings, work: Callable[..., Awaitable[T]], 
 async def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> None:
     await upgrade_database(settings.database_url)
     print(f"database is up to date: {settings.database_url}")
+
+
+async def cmd_db_backup(settings: Settings, args: argparse.Namespace) -> None:
+    backup = await asyncio.to_thread(backup_database, settings.database_url, args.path)
+    print(f"wrote {backup.path} ({backup.size:,} bytes, integrity ok): a copy of {backup.source} "
+          f"as committed when the backup began")
+    print(f"images are not in it: copy the run folders of {settings.data_dir} too "
+          "(rsync or cp, also while the bot runs)")
 
 
 async def check_on_worker(spec: PipelineSpec, url: str) -> list[str]:
@@ -192,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="migrate the database to the newest schema").set_defaults(
         func=cmd_db_upgrade
     )
+    backup = db.add_parser(
+        "backup",
+        help="copy the SQLite database into a new file, safely while the bot runs",
+        description="Copies the database with SQLite's backup API: the bot may keep running and "
+        "writing; the copy holds everything committed before it began. Images are files under "
+        "DATA_DIR and are not in it.",
+    )
+    backup.add_argument("path", type=Path, help="the new file to write (never overwritten)")
+    backup.set_defaults(func=cmd_db_backup)
 
     pipe = sub.add_parser("pipeline", help="import and list pipelines").add_subparsers(
         dest="pipeline_command", required=True
@@ -225,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         _setup_logging(settings.log_level)
         code = asyncio.run(args.func(settings, args))
-    except (ConfigError, DomainError) as err:
+    except (ConfigError, DomainError, MigrationError) as err:
         print(f"comfy-curator: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,9 +1,11 @@
 """Async engine and session factory.
 
 SQLite gets the settings a single-process bot wants: WAL (readers never block the writer),
-foreign keys on, `BEGIN IMMEDIATE` so a transaction that will write takes the lock up front
-instead of failing halfway, and a pool of one connection so concurrent tasks wait their turn
-in asyncio rather than in SQLite's sleeping busy handler. Other databases keep their defaults.
+`synchronous=FULL` (a commit is on disk before it returns, so an acknowledged vote survives a
+power cut), foreign keys on, `BEGIN IMMEDIATE` so a transaction that will write takes the lock
+up front instead of failing halfway, and a pool of one connection so concurrent tasks wait
+their turn in asyncio rather than in SQLite's sleeping busy handler. Other databases keep their
+defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
+SQLITE_PRAGMAS: tuple[str, ...] = (
+    "journal_mode=WAL",
+    "synchronous=FULL",
+    "busy_timeout=30000",
+)
+"""Every SQLite connection of ours runs these, the migrations' too; foreign keys apart."""
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
@@ -35,7 +44,8 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) -> AsyncEngine:
+    """`foreign_keys=False` is for migrations: a batch copy of a table would trip them."""
     ensure_sqlite_folder(url)
     if not is_sqlite(url):
         return create_async_engine(url, echo=echo, pool_pre_ping=True)
@@ -54,10 +64,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # Let us issue BEGIN ourselves (below) instead of the driver's implicit deferred BEGIN.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -35,8 +36,12 @@ def remove_partial_files(data_dir: Path) -> int:
 
 
 def write_atomically(data_dir: Path, relpath: str, data: bytes) -> Path:
-    """Write to a temp file in the same folder, then rename: the file is whole or absent."""
+    """Write to a temp file in the same folder, then rename: the file is whole or absent.
+
+    The bytes are synced before the rename and the folder after it (and the parent of each
+    folder this write made), so once this returns the image survives a power cut too."""
     target = data_dir / relpath
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=PART_PREFIX)
     try:
@@ -48,4 +53,23 @@ def write_atomically(data_dir: Path, relpath: str, data: bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    for folder in (target.parent, *(made_one.parent for made_one in made)):
+        sync_folder(folder)
     return target
+
+
+def sync_folder(folder: Path) -> None:
+    """Put a folder's entries (a rename, a new file or folder) on disk. Skipped where a folder
+    cannot be opened or synced (Windows, some network file systems): there is nothing more to
+    ask of them."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)

@@ -1,15 +1,18 @@
-"""Alembic environment: online, async, URL from the caller or from DATABASE_URL."""
+"""Alembic environment: online, async, URL from the caller or from DATABASE_URL.
+
+The connection is in its transaction before alembic sees it (`db.migrate.upgrade_database`
+passes one, the `alembic` command gets one below), so alembic runs every revision inside that
+one transaction and SQLite applies them all or none."""
 
 import asyncio
 import os
 
 from alembic import context
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 import db.models  # noqa: F401 - registers the tables on the metadata
 from db.base import Base
-from db.engine import DEFAULT_DATABASE_URL
+from db.engine import DEFAULT_DATABASE_URL, create_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -35,10 +38,9 @@ def _configure_and_run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(_url())
-    async with engine.connect() as connection:
+    engine = create_engine(_url(), foreign_keys=False)
+    async with engine.begin() as connection:
         await connection.run_sync(_configure_and_run)
-        await connection.commit()
     await engine.dispose()
 
 

@@ -169,3 +169,92 @@ async def test_import_check_refuses_a_pipeline_the_comfyui_cannot_run(env, capsy
         assert err.rstrip().endswith("nothing was imported.") and "Traceback" not in err
     assert await asyncio.to_thread(main, ["pipeline", "list"]) == 0
     assert "cpu-demo" not in capsys.readouterr().out
+
+
+def test_database_an_upgrade_cannot_repair_is_one_clear_line(env, capsys):
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(env / "cli.db")) as con, con:  # rows, but no schema revision
+        con.execute("CREATE TABLE pipelines (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO pipelines VALUES (1, 'kept')")
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"comfy-curator: database {env / 'cli.db'} has tables but no schema "
+                          "revision (pipelines hold rows)") and err.count("\n") == 1
+    with closing(sqlite3.connect(env / "cli.db")) as con:
+        assert con.execute("SELECT name FROM pipelines").fetchall() == [("kept",)]
+
+
+def test_backup_while_another_connection_keeps_writing(env, capsys):
+    """The copy opens, passes the integrity check and holds every row committed before the
+    backup began, with no gap; the writer was never refused meanwhile."""
+    import sqlite3
+    import threading
+    from contextlib import closing
+
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    live = env / "cli.db"
+    committed = 0
+    errors: list[Exception] = []
+    stop, writing = threading.Event(), threading.Event()
+
+    def write() -> None:
+        nonlocal committed
+        with closing(sqlite3.connect(live, timeout=0.5, isolation_level=None)) as con:
+            while not stop.is_set():
+                try:
+                    con.execute("INSERT INTO comfy_workers VALUES (?, ?, '2026-01-01 00:00:00')",
+                                (f"http://w{committed}", f"c{committed}"))
+                except sqlite3.Error as err:
+                    errors.append(err)
+                    return
+                committed += 1
+                if committed == 50:
+                    writing.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert writing.wait(timeout=30)
+        before = committed
+        code = main(["db", "backup", str(env / "copy.db")])
+        during = committed - before
+    finally:
+        stop.set()
+        writer.join()
+
+    out = capsys.readouterr().out
+    assert code == 0 and errors == [] and during > 0
+    size = (env / "copy.db").stat().st_size
+    assert out.startswith(f"wrote {env / 'copy.db'} ({size:,} bytes, integrity ok)")
+    assert "images are not in it" in out
+    with closing(sqlite3.connect(env / "copy.db")) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        rows = [url for (url,) in copy.execute("SELECT url FROM comfy_workers ORDER BY rowid")]
+        assert copy.execute("PRAGMA journal_mode").fetchall() == [("delete",)]  # one file
+    assert before <= len(rows) <= committed
+    assert rows == [f"http://w{n}" for n in range(len(rows))]
+    assert sorted(p.name for p in env.iterdir() if "copy.db" in p.name) == ["copy.db"]
+
+
+def test_backup_refusals_are_one_clear_line(env, monkeypatch, capsys):
+    def refused(*args: str) -> str:
+        assert main(["db", "backup", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("comfy-curator: ") and err.count("\n") == 1, err
+        return err
+
+    assert "there is no database at" in refused(str(env / "copy.db"))
+    assert main(["db", "upgrade"]) == 0
+    (env / "taken.db").write_bytes(b"mine")
+    assert "taken.db already exists: a backup never overwrites" in refused(str(env / "taken.db"))
+    assert (env / "taken.db").read_bytes() == b"mine"
+    assert f"folder {env / 'nowhere'} does not exist" in refused(str(env / "nowhere" / "c.db"))
+    (env / "notes.txt").write_text("not a database, " * 512)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{env / 'notes.txt'}")
+    assert "could not be copied as a SQLite database" in refused(str(env / "copy.db"))
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@localhost/curator")
+    assert "pg_dump" in refused(str(env / "copy.db"))
+    assert not [p.name for p in env.iterdir() if "copy.db" in p.name]  # nor a part of one
