@@ -10,9 +10,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.questions import ConfirmButton
 from db.engine import SessionFactory
 from orchestration.errors import DomainError
 from orchestration.scheduler import Scheduler, SchedulerEvent
+from orchestration.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ class CuratorBot(commands.Bot):
         return self.settings.discord_guild_id
 
     async def setup_hook(self) -> None:
+        self.add_dynamic_items(ConfirmButton)
         for extension in COGS:
             await self.load_extension(extension)
         guild = discord.Object(id=self.guild_id)
@@ -118,6 +121,28 @@ class CuratorBot(commands.Bot):
             ", ".join(sorted(c.name for c in synced)),
         )
         await self.scheduler.start()
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Answer a tap on one of our components that its message no longer carries (a phone
+        that had not refreshed after the pair was answered). discord.py hands a dynamic item
+        only taps on components still on the message, so without this the tap goes unanswered
+        and the phone says "This interaction failed"."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        message = interaction.message
+        if not custom_id.startswith("cc:") or message is None:
+            return
+        live = {
+            getattr(child, "custom_id", None)
+            for row in message.components
+            for child in getattr(row, "children", ())
+        }
+        if custom_id in live:
+            return
+        shown = f": {clip(message.content, 1500)}" if message.content else "."
+        await reply_ephemeral(interaction, f"This was already answered{shown}")
 
     async def close(self) -> None:
         await self.scheduler.stop()

@@ -12,10 +12,10 @@ from discord.ext import commands
 
 from bot.app import CuratorBot, changed
 from bot.permissions import curator_only
+from bot.questions import Question
 from bot.render import SheetItem, render_contact_sheet
 from cogs.common import resolve_run, running_run_choices
 from cogs.notifications import post_due_notices
-from cogs.runs import ConfirmView
 from cogs.voting import post_pairs
 from orchestration.approvals import ApprovalPreview, approval_preview, approve_step
 from orchestration.text import plural
@@ -66,18 +66,18 @@ class Approvals(commands.Cog):
             )
             for rank, c in enumerate(top, start=1)
         ]
-        view = ConfirmView(interaction.user.id)
+        question = Question("approve", interaction.user.id)
         text = preview_text(run_id, step, preview)
         sheet = await asyncio.to_thread(
             render_contact_sheet, items, title=f"Step {step}: the top {len(top)}"
         )
         await interaction.followup.send(
             text,
-            view=view,
+            view=question.view(),
             ephemeral=True,
             file=discord.File(io.BytesIO(sheet.data), filename=sheet.filename),
         )
-        if not await view.wait_for_answer():
+        if not await question.answer():
             await interaction.edit_original_response(
                 content="Not approved.", view=None, attachments=[]
             )

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.app import CuratorBot, changed, defer_public
 from bot.permissions import curator_only
+from bot.questions import Question
 from cogs.common import resolve_run, running_run_choices
 from db.models import RunStatus, SelectionOrder
 from orchestration.errors import InvalidInput
@@ -65,7 +66,8 @@ def runs_embed(runs: list[RunOverview], page: int) -> discord.Embed:
         embed.description = "No runs yet. Start one with `/run start`."
     shown = runs[(page - 1) * RUNS_PER_PAGE : page * RUNS_PER_PAGE]
     names = [clip(f"#{r.id} {r.name} ({r.pipeline})", FIELD_NAME) for r in shown]
-    room = EMBED_TOTAL - len(embed.title or "") - len(embed.footer.text or "") - sum(map(len, names))
+    room = EMBED_TOTAL - len(embed.title or "") - len(embed.footer.text or "")
+    room -= sum(map(len, names))
     per_field = min(FIELD_VALUE, room // max(1, len(shown)))
     for run, name in zip(shown, names, strict=True):
         if run.status is RunStatus.completed:
@@ -203,13 +205,13 @@ class Runs(commands.Cog):
     async def complete(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
-        view = ConfirmView(interaction.user.id)
+        question = Question("complete", interaction.user.id)
         await interaction.followup.send(
             f"Complete run #{run_id}? No new jobs, votes or approvals afterwards.",
-            view=view,
+            view=question.view(),
             ephemeral=True,
         )
-        if not await view.wait_for_answer():
+        if not await question.answer():
             await interaction.edit_original_response(content="Not completed.", view=None)
             return
         async with self.bot.sessions() as session:
@@ -254,41 +256,6 @@ class Runs(commands.Cog):
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[int]]:
         return await running_run_choices(self.bot, current)
-
-
-class ConfirmView(discord.ui.View):
-    """Two buttons for the person who asked; any other person's tap is refused."""
-
-    def __init__(self, owner_id: int, timeout: float = 120) -> None:
-        super().__init__(timeout=timeout)
-        self.owner_id = owner_id
-        self.answer: bool | None = None
-
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id != self.owner_id:
-            await interaction.response.send_message("This question is not yours.", ephemeral=True)
-            return False
-        return True
-
-    @discord.ui.button(label="Confirm", style=discord.ButtonStyle.danger)
-    async def confirm(
-        self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]
-    ) -> None:
-        self.answer = True
-        await interaction.response.defer()
-        self.stop()
-
-    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
-    async def cancel(
-        self, interaction: discord.Interaction[Any], _: discord.ui.Button[Any]
-    ) -> None:
-        self.answer = False
-        await interaction.response.defer()
-        self.stop()
-
-    async def wait_for_answer(self) -> bool:
-        await self.wait()
-        return bool(self.answer)
 
 
 async def setup(bot: CuratorBot) -> None:

@@ -12,7 +12,9 @@ import functools
 import io
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -104,8 +106,8 @@ class VoteButton(
         by = "" if not answer.counted else f" — {interaction.user.display_name}"
         await interaction.edit_original_response(content=f"{answer.outcome}{by}", view=None)
         plan = await post_pairs(bot, self.run_id, voter)
-        if plan is not None and not plan.posts and not plan.open_messages and plan.note:
-            await reply_ephemeral(interaction, plan.note)
+        if plan is not None and plan.note and not plan.posts and plan.waiting == 0:
+            await reply_ephemeral(interaction, plan.note)  # e.g. the step is settled
 
 
 def vote_view(run_id: int, a: int, b: int) -> discord.ui.View:
@@ -157,14 +159,19 @@ async def post_pairs(bot: CuratorBot, run_id: int, voter: str | None = None) -> 
         log.warning("run %s: could not plan the next pairs", run_id, exc_info=True)
         return None
     for closed in plan.closed:
-        target = bot.get_channel(closed.channel_id)
-        if isinstance(target, discord.TextChannel):
-            try:
+        try:
+            private = _private_pairs.pop(closed.message_id, None)
+            if private is not None:
+                if private.usable():
+                    await private.message.edit(content=closed.reason, view=None)
+                continue  # past its token a private pair can no longer be edited by anyone
+            target = bot.get_channel(closed.channel_id)
+            if isinstance(target, discord.TextChannel):
                 await target.get_partial_message(closed.message_id).edit(
                     content=closed.reason, view=None
                 )
-            except discord.HTTPException:
-                log.info("run %s: could not update message %s", run_id, closed.message_id)
+        except discord.HTTPException:
+            log.info("run %s: could not update message %s", run_id, closed.message_id)
     for post in plan.posts:
         try:
             await deliver(bot, post, channel.send)
@@ -174,11 +181,34 @@ async def post_pairs(bot: CuratorBot, run_id: int, voter: str | None = None) -> 
     return plan
 
 
+@dataclass(frozen=True)
+class PrivatePair:
+    """A pair shown to one person (/vote). Discord lets only its interaction's webhook edit it,
+    and only while the interaction's token lasts (15 minutes)."""
+
+    message: discord.WebhookMessage
+    until: float
+
+    def usable(self) -> bool:
+        return time.monotonic() < self.until
+
+
+PRIVATE_EDITABLE_FOR = 14 * 60.0  # a minute inside the token's 15, for a slow round trip
+_private_pairs: dict[int, PrivatePair] = {}
+
+
+def _remember_private(message: discord.WebhookMessage) -> None:
+    now = time.monotonic()
+    for message_id in [m for m, p in _private_pairs.items() if not p.usable()]:
+        del _private_pairs[message_id]
+    _private_pairs[message.id] = PrivatePair(message, now + PRIVATE_EDITABLE_FOR)
+
+
 async def deliver(
     bot: CuratorBot, post: PairToPost, send: Callable[..., Awaitable[Any]]
-) -> None:
-    """Send a reserved pair with `send` (a channel's, or a private follow-up) and record its
-    message; when sending fails, free the place it held, then raise."""
+) -> Any:
+    """Send a reserved pair with `send` (a channel's, or a private follow-up), record its
+    message and return it; when sending fails, free the place it held, then raise."""
     try:
         sent = await send(**await pair_message(bot, post))
     except Exception:
@@ -187,6 +217,7 @@ async def deliver(
         raise
     async with bot.sessions() as session:
         await mark_sent(session, post.post_id, sent.channel.id, sent.id)
+    return sent
 
 
 def jump_url(guild_id: int, channel_id: int, message_id: int) -> str:
@@ -214,7 +245,7 @@ class Voting(commands.Cog):
             await interaction.followup.send(text, ephemeral=True)
             return
         send = functools.partial(interaction.followup.send, ephemeral=True, wait=True)
-        await deliver(self.bot, plan.posts[0], send)
+        _remember_private(await deliver(self.bot, plan.posts[0], send))
 
     @vote.autocomplete("run")
     async def _runs(

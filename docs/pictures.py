@@ -48,7 +48,7 @@ from cogs.approvals import Approvals  # noqa: E402
 from cogs.gallery import UPLOAD_MAX_BYTES, Gallery, detail_text, full_size  # noqa: E402
 from cogs.notifications import Notifications, post_due_notices  # noqa: E402
 from cogs.pipelines import Pipelines  # noqa: E402
-from cogs.runs import ConfirmView, Runs  # noqa: E402
+from cogs.runs import Runs  # noqa: E402
 from cogs.voting import VoteButton, Voting, post_pairs  # noqa: E402
 from comfy.simulator import SimulatedComfy  # noqa: E402
 from db.engine import SessionFactory, create_engine, create_session_factory  # noqa: E402
@@ -222,9 +222,8 @@ async def confirmed(command: Any, cog: Any, interaction: Interaction, **options:
     task = asyncio.create_task(call(command, cog, interaction, **options))
     await interaction.followup.posted.wait()
     view = interaction.followup.sent[-1].kwargs["view"]
-    assert isinstance(view, ConfirmView)
-    view.answer = True
-    view.stop()
+    confirm = next(b for b in view.children if b.item.label == "Confirm")
+    await confirm.callback(Interaction(interaction.client, interaction.user, None))
     await task
 
 

@@ -26,6 +26,7 @@ from orchestration.selection import (
     eligible_parent_filter,
     plan_and_counts,
 )
+from orchestration.text import person
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ async def _checked(
         )
     if run_step.approved:
         when = f" on {run_step.approved_at:%Y-%m-%d %H:%M} UTC" if run_step.approved_at else ""
-        who = f" by {run_step.approved_by}" if run_step.approved_by else ""
+        who = f" by {person(run_step.approved_by)}" if run_step.approved_by else ""
         raise Conflict(f"Step {step} of run #{run.id} is already approved{when}{who}.")
     top = await ranked_candidates(session, run.id, step, limit=k)
     if not top:

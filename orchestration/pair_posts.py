@@ -76,6 +76,7 @@ class PairPlan:
     closed: list[ClosedPost] = field(default_factory=list)
     open_messages: list[tuple[int, int]] = field(default_factory=list)  # (channel, message)
     note: str | None = None  # why no (more) pair: settled, nothing to compare, limit reached
+    waiting: int = 0  # pairs open or being posted before this plan, by anyone
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ async def plan_pairs(
         )
     ).all()
     taken = [(a, b) for a, b, _, _ in open_rows]
+    waiting = len(taken)
     messages = [(c, m) for _, _, c, m in open_rows if c is not None and m is not None]
     room = min(want, OPEN_PAIRS_PER_RUN - len(taken))
     note = None
@@ -138,7 +140,7 @@ async def plan_pairs(
     steps = await _step_count(session, run_id) if planned else 0
     posts = [await _describe(session, run, steps, post) for post in planned]
     await session.commit()
-    return PairPlan(posts, closed, messages, note)
+    return PairPlan(posts, closed, messages, note, waiting)
 
 
 async def mark_sent(

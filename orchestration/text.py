@@ -32,3 +32,9 @@ def quoted(text: str, limit: int = 60) -> str:
 def clip(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, marked with … when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def person(by: str) -> str:
+    """Who did something, as Discord shows it: a user id becomes a mention; other names
+    (the demo, the command line) stay as they are."""
+    return f"<@{by}>" if by.isdigit() else by

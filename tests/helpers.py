@@ -62,23 +62,35 @@ _posted_with: dict[int, dict[str, Any]] = {}
 _ephemeral: set[int] = set()
 
 
-def _checked_edit(what: str) -> AsyncMock:
-    async def edit(**kwargs: Any) -> None:
-        rules.check_message(kwargs, editing=True)
+def _rows(view: discord.ui.View | None) -> list[discord.ActionRow]:
+    return [discord.ActionRow(row) for row in view.to_components()] if view is not None else []
 
-    mock = AsyncMock(side_effect=edit)
-    mock.what = what
-    return mock
+
+def _edited(message: MagicMock | None, kwargs: dict[str, Any]) -> None:
+    """What Discord keeps of an edit: the new text and the new components."""
+    rules.check_message(kwargs, editing=True)
+    if message is None:
+        return
+    if "content" in kwargs:
+        message.content = kwargs["content"]
+    if "view" in kwargs:
+        message.components = _rows(kwargs["view"])
 
 
 def fake_message(channel: MagicMock, **sent: Any) -> MagicMock:
-    """A message the bot posted; `posted_with(message)` is what it was posted with. An
-    ephemeral one can be edited only through its interaction, as in Discord."""
+    """A message the bot posted; `posted_with(message)` is what it was posted with, its
+    `content` and `components` what it shows now. An ephemeral one can be edited only through
+    its interaction, as in Discord."""
     message = MagicMock(spec_set=discord.Message)
     message.id = next(_ids)
     message.channel = channel
     message.content = sent.get("content")
-    message.edit = _checked_edit("message")
+    message.components = _rows(sent.get("view"))
+
+    async def edit(**kwargs: Any) -> None:
+        _edited(message, kwargs)
+
+    message.edit = AsyncMock(side_effect=edit)
     _posted_with[message.id] = sent
     if sent.get("ephemeral"):
         _ephemeral.add(message.id)
@@ -157,7 +169,8 @@ class FakeResponse:
     """Records what the handler answered; refuses, like Discord, a second answer, an answer
     after 3 s, and a message over its limits."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: MagicMock | None = None) -> None:
+        self.message = message
         self.sent: list[dict[str, Any]] = []
         self.deferred = False
         self.deferred_with: dict[str, Any] = {}  # e.g. ephemeral=True, thinking=True
@@ -189,7 +202,7 @@ class FakeResponse:
 
     async def edit_message(self, **kwargs: Any) -> None:
         self._answer()
-        rules.check_message(kwargs, editing=True)
+        _edited(self.message, kwargs)
         self.sent.append({"edited": True, **kwargs})
 
     async def defer(self, **kwargs: Any) -> None:
@@ -220,8 +233,9 @@ def fake_interaction(
     user: MagicMock | None = None,
     channel_id: int | None = None,
     message: MagicMock | None = None,
+    custom_id: str | None = None,
 ) -> MagicMock:
-    """An interaction from a slash command, or from a button of `message`."""
+    """An interaction from a slash command, or from a component (`custom_id`) of `message`."""
     interaction = MagicMock(spec_set=discord.Interaction)
     interaction.client = bot
     interaction.user = user or fake_member()
@@ -229,42 +243,73 @@ def fake_interaction(
     interaction.channel_id = channel_id
     interaction.message = message
     interaction.command = None
-    response = FakeResponse()
+    interaction.type = (
+        discord.InteractionType.component if message is not None
+        else discord.InteractionType.application_command
+    )
+    interaction.data = {"custom_id": custom_id, "component_type": 2} if custom_id else {}
+    response = FakeResponse(message)
     interaction.response = response
     interaction.followup = MagicMock(spec_set=discord.Webhook)
     followed = asyncio.Event()
     here = fake_text_channel("here")
     here.id = channel_id if channel_id is not None else here.id
-    ours: set[int] = set()
+    ours: list[MagicMock] = []
 
     async def follow_up(content: str | None = None, **kwargs: Any) -> MagicMock:
         response.token_check("a follow-up")
         rules.check_message({"content": content, **kwargs})
         followed.set()
         sent = fake_message(here, content=content, **kwargs)
-        ours.add(sent.id)
+        ours.append(sent)
         return sent
 
     async def edit_followup(message_id: int, **kwargs: Any) -> None:
         response.token_check("an edit of a follow-up")
-        if message_id not in ours:
+        found = next((m for m in ours if m.id == message_id), None)
+        if found is None:
             raise rules.refuse("Unknown Message", rules.FOLLOWUPS, status=404, code=10008)
-        rules.check_message(kwargs, editing=True)
+        _edited(found, kwargs)
 
     async def edit_original(**kwargs: Any) -> None:
         response.token_check("an edit of the original answer")
-        rules.check_message(kwargs, editing=True)
+        _edited(message, kwargs)  # a component's original answer is the message it is on
 
     async def delete_original() -> None:
         response.token_check("a deletion of the original answer")
 
     interaction.followup.send = AsyncMock(side_effect=follow_up)
     interaction.followup.send.event = followed
+    interaction.followup.send.messages = ours
     interaction.followup.edit_message = AsyncMock(side_effect=edit_followup)
     interaction.edit_original_response = AsyncMock(side_effect=edit_original)
     interaction.delete_original_response = AsyncMock(side_effect=delete_original)
     interaction.extras = {}
     return interaction
+
+
+async def tap(
+    bot: CuratorBot, message: MagicMock, custom_id: str, user: MagicMock | None = None
+) -> MagicMock:
+    """A tap on a component of `message` as discord.py dispatches it: the bot's
+    `on_interaction`, then the dynamic item whose template matches, but only when the message
+    still carries that component (discord.py's ViewStore drops other taps silently)."""
+    from bot.questions import ConfirmButton
+    from cogs.gallery import CandidateSelect
+    from cogs.voting import VoteButton
+
+    interaction = fake_interaction(bot, user=user, message=message, custom_id=custom_id)
+    await bot.on_interaction(interaction)
+    live = {c.custom_id for row in message.components for c in row.children}
+    if custom_id not in live:
+        return interaction
+    for factory in (VoteButton, ConfirmButton, CandidateSelect):
+        match = factory.__discord_ui_compiled_template__.fullmatch(custom_id)
+        if match is not None:
+            item = await factory.from_custom_id(interaction, None, match)  # type: ignore[arg-type]
+            await item.callback(interaction)
+            return interaction
+    raise AssertionError(f"no handler for {custom_id}")
 
 
 async def invoke(
@@ -301,7 +346,22 @@ async def confirmed(interaction: MagicMock, handler: Coroutine[Any, Any, None]) 
     for the handler to finish."""
     task = asyncio.create_task(handler)
     await followed_up(interaction)
-    view = interaction.followup.send.await_args.kwargs["view"]
-    view.answer = True
-    view.stop()
+    question = interaction.followup.send.await_args
+    await press(interaction.client, question.kwargs["view"], "Confirm", interaction.user,
+                question_message(question))
     await task
+
+
+def question_message(sent: Any) -> MagicMock:
+    return fake_message(fake_text_channel("here"), content=sent.args[0] if sent.args else None,
+                        **sent.kwargs)
+
+
+async def press(
+    bot: CuratorBot, view: discord.ui.View, label: str, user: MagicMock, message: MagicMock
+) -> MagicMock:
+    """Tap the button labelled `label` of `view` as `user`; returns the tap's interaction."""
+    button = next(i for i in view.children if getattr(i, "item", i).label == label)
+    tap = fake_interaction(bot, user=user, message=message)
+    await button.callback(tap)
+    return tap

@@ -18,6 +18,8 @@ from tests.helpers import (
     followed_up,
     invoke,
     make_bot,
+    press,
+    question_message,
     replies,
 )
 
@@ -51,9 +53,8 @@ async def test_preview_then_confirm(setup, session_factory):
     assert "Few votes so far: this top 2 is only" in preview.args[0]
     assert preview.kwargs["file"].filename.startswith("sheet")
     assert not await approved(session_factory, run)  # nothing before the confirm
-    view = preview.kwargs["view"]
-    view.answer = True
-    view.stop()
+    await press(cog.bot, preview.kwargs["view"], "Confirm", interaction.user,
+                question_message(preview))
     await task
     assert await approved(session_factory, run)
     async with session_factory() as s:

@@ -133,7 +133,8 @@ async def test_runs_with_the_longest_names_fit_one_embed(session_factory, tmp_pa
     folder.mkdir()
     steps = ""
     for i in range(1, 7):
-        (folder / f"{i}.json").write_text(json.dumps(base_workflow() if i == 1 else child_workflow()))
+        workflow = base_workflow() if i == 1 else child_workflow()
+        (folder / f"{i}.json").write_text(json.dumps(workflow))
         steps += f"  - name: {str(i) * 100}\n    workflow: {i}.json\n"
     (folder / "pipeline.yaml").write_text("name: " + "P" * 100 + "\nsteps:\n" + steps)
     async with session_factory() as s:

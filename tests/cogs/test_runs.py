@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from unittest.mock import AsyncMock, MagicMock
 
@@ -9,6 +10,7 @@ import discord
 import pytest
 from sqlalchemy import select
 
+from bot.questions import Question
 from cogs.runs import Runs, parse_variables
 from comfy.capabilities import fetch_capabilities
 from comfy.client import ComfyClient
@@ -17,15 +19,19 @@ from db.models import PipelineRun, RunStatus
 from orchestration.errors import InvalidInput
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import hold_run
-from tests.factories import make_pipeline
+from tests.factories import make_pipeline, make_run
 from tests.helpers import (
     confirmed,
     created_channels,
     fake_interaction,
     fake_member,
+    fake_message,
+    fake_text_channel,
+    followed_up,
     invoke,
     make_bot,
     replies,
+    tap,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,3 +217,41 @@ async def test_an_error_after_the_run_started_never_says_nothing_was_changed(cog
     assert "run #1 “Gym” was started" in said
     async with session_factory() as s:
         assert (await s.scalar(select(PipelineRun.status))) is RunStatus.running
+
+
+async def test_a_confirm_from_before_a_restart_says_the_question_expired(cog, session_factory):
+    async with session_factory() as s:
+        await make_run(s)
+    asker = fake_member()
+    question = Question("complete", asker.id)  # asked by a bot process that is gone now
+    message = fake_message(fake_text_channel(), content="Complete run #1?", ephemeral=True,
+                           view=question.view())
+    confirm = next(c.custom_id for c in question.view().children if c.item.label == "Confirm")
+    restarted = make_bot(session_factory, cog.bot.settings.data_dir)
+    pressed = await tap(restarted, message, confirm, user=asker)
+    assert pressed.response.is_done()
+    assert "expired" in message.content and "Run `/complete` again" in message.content
+    assert message.components == []
+    async with session_factory() as s:
+        assert (await s.scalar(select(PipelineRun.status))) is RunStatus.running
+
+
+async def test_only_the_asker_answers_a_question(cog, session_factory):
+    async with session_factory() as s:
+        await make_run(s)
+    asker = fake_member()
+    interaction = fake_interaction(cog.bot, user=asker)
+    task = asyncio.create_task(invoke(Runs.complete, cog, interaction, run=1))
+    await followed_up(interaction)
+    [message] = interaction.followup.send.messages
+    confirm = buttons_of(message)["Confirm"]
+    other = await tap(cog.bot, message, confirm, user=fake_member(name="mallory"))
+    assert replies(other) == ["This question is not yours."]
+    await tap(cog.bot, message, confirm, user=asker)
+    await task
+    async with session_factory() as s:
+        assert (await s.scalar(select(PipelineRun.status))) is RunStatus.completed
+
+
+def buttons_of(message) -> dict[str, str]:
+    return {c.label: c.custom_id for row in message.components for c in row.children}

@@ -3,6 +3,8 @@ survive a restart; at most three wait for an answer; out-of-date pairs say so; /
 
 from __future__ import annotations
 
+import asyncio
+
 import discord
 from sqlalchemy import select
 
@@ -11,6 +13,7 @@ from db.models import CandidateStatus, ImageCandidate, PairPost, Vote
 from orchestration.approvals import approve_step
 from orchestration.overview import set_run_channel
 from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
+from orchestration.ratings import reject_candidate
 from orchestration.scheduler import SchedulerEvent
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import (
@@ -21,6 +24,7 @@ from tests.helpers import (
     make_bot,
     posted_with,
     replies,
+    tap,
 )
 
 
@@ -253,3 +257,57 @@ async def test_a_pair_message_deleted_by_hand_frees_its_place(session_factory, t
     await cog.on_raw_bulk_message_delete(discord.RawBulkMessageDeleteEvent(
         {"ids": [m.id for m in channel.send.messages], "channel_id": channel.id}))
     assert await open_posts(session_factory) == []
+
+
+async def test_a_private_pair_that_went_out_of_date_is_closed_through_its_interaction(
+    session_factory, tmp_path
+):
+    """Discord refuses the channel route for an ephemeral message (the fakes too)."""
+    bot, channel, run, _ = await run_with_channel(session_factory, tmp_path, candidates=2)
+    cog = Voting(bot)
+    asked = fake_interaction(bot, channel_id=channel.id)
+    await invoke(cog.vote, cog, asked)
+    [private] = asked.followup.send.messages
+    a = VoteButton.__discord_ui_compiled_template__.fullmatch(
+        buttons(private)["A better"])["a"]
+    async with session_factory() as s:
+        await reject_candidate(s, run, int(a), "someone")
+    await post_pairs(bot, run)  # the next offer closes pairs that went out of date
+    assert f"#{a} was rejected meanwhile" in private.content
+    assert private.components == []  # no live buttons left
+
+
+async def test_a_tap_on_a_pair_already_answered_is_answered(session_factory, tmp_path):
+    """A phone that had not refreshed still shows the buttons the message no longer has."""
+    bot, channel, run, _ = await run_with_channel(session_factory, tmp_path, candidates=3)
+    await post_pairs(bot, run)
+    message = channel.send.messages[0]
+    ids = buttons(message)
+    first = await tap(bot, message, ids["A better"])
+    assert "is better than" in message.content and message.components == []
+    late = await tap(bot, message, ids["B better"], user=fake_member(name="bob"))
+    [said] = replies(late)
+    assert said.startswith("This was already answered: A (#") and "is better than" in said
+    assert late.response.sent[0]["ephemeral"]
+    async with session_factory() as s:
+        assert len((await s.scalars(select(Vote))).all()) == 1
+    assert first.response.is_done()
+
+
+async def test_three_pairs_tapped_at_once_tell_nobody_to_answer_another_first(
+    session_factory, tmp_path
+):
+    bot, channel, run, _ = await run_with_channel(session_factory, tmp_path, candidates=8)
+    await post_pairs(bot, run)
+    messages = list(channel.send.messages)
+    assert len(messages) == OPEN_PAIRS_PER_RUN
+    voters = [fake_member(name=n) for n in ("ann", "bob", "cat")]
+    taps = await asyncio.gather(*(
+        tap(bot, m, buttons(m)["A better"], user=v) for m, v in zip(messages, voters, strict=True)
+    ))
+    for done in taps:
+        assert replies(done) == []  # each saw only its pair's outcome
+        assert "is better than" in done.message.content
+    async with session_factory() as s:
+        assert len((await s.scalars(select(Vote))).all()) == 3
+    assert len(channel.send.messages) == 2 * OPEN_PAIRS_PER_RUN  # three new pairs followed

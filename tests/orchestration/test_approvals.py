@@ -114,6 +114,14 @@ async def test_second_approval_refused_and_changes_nothing(session, tmp_path):
     assert await snapshot(session, run) == before
 
 
+async def test_a_second_approval_names_the_discord_user_by_mention(session, tmp_path):
+    run, _ = await two_parent_step(session, tmp_path)
+    await approve_step(session, run, 2, 3, "1577401175177822213")
+    with pytest.raises(Conflict) as refused:
+        await approve_step(session, run, 2, 1, "42")
+    assert str(refused.value).endswith("by <@1577401175177822213>.")
+
+
 async def test_unknown_run_and_completed_run(session, tmp_path):
     run, _ = await two_parent_step(session, tmp_path)
     with pytest.raises(NotFound, match="no run #999"):
