@@ -49,6 +49,7 @@ def unexpected_text(interaction: discord.Interaction[Any]) -> str:
 
 
 _PUBLIC_THINKING = "comfy-curator:public-thinking"
+MESSAGE_MAX = 2000  # Discord's limit on a message's text
 
 
 async def defer_public(interaction: discord.Interaction[Any]) -> None:
@@ -60,7 +61,9 @@ async def defer_public(interaction: discord.Interaction[Any]) -> None:
 
 
 async def reply_ephemeral(interaction: discord.Interaction[Any], message: str) -> None:
-    """Answer or follow up, whichever the interaction still allows, seen by the person alone."""
+    """Answer or follow up, whichever the interaction still allows, seen by the person alone.
+    A long refusal (say, every problem a worker has) is cut to what Discord takes."""
+    message = clip(message, MESSAGE_MAX)
     if not interaction.response.is_done():
         await interaction.response.send_message(message, ephemeral=True)
         return

@@ -37,3 +37,13 @@ async def test_error_boundary(session_factory, tmp_path, caplog):
 
 async def _noop(interaction) -> None:  # pragma: no cover - never called
     return None
+
+
+async def test_a_refusal_longer_than_discord_takes_is_cut(session_factory, tmp_path):
+    bot = make_bot(session_factory, tmp_path)
+    refused = fake_interaction(bot)
+    cmd = app_commands.Command(name="x", description="x", callback=_noop)
+    long = "No ComfyUI can run it:\n" + "\n".join(f"- problem {i}" for i in range(400))
+    await bot.tree.on_error(refused, app_commands.CommandInvokeError(cmd, Conflict(long)))
+    [said] = replies(refused)
+    assert said.startswith("No ComfyUI can run it:") and len(said) == 2000 and said[-1] == "…"

@@ -147,3 +147,16 @@ async def test_runs_with_the_longest_names_fit_one_embed(session_factory, tmp_pa
     await invoke(Runs.runs, cog, interaction)
     [embed] = [c.kwargs["embed"] for c in interaction.followup.send.await_args_list]
     assert len(embed.fields) == 10  # every run of the page is listed, none dropped
+
+
+async def test_run_choices_fit_discords_autocomplete(session_factory, tmp_path):
+    from cogs.common import running_run_choices
+    from tests.factories import make_run
+
+    async with session_factory() as s:
+        await make_pipeline(s, tmp_path)
+        for i in range(30):
+            await make_run(s, name=f"{i:02d}" * 50)
+    bot = make_bot(session_factory, tmp_path / "data")
+    choices = await running_run_choices(bot, "")
+    assert len(choices) == rules.CHOICES_MAX and not rules.choice_problems(choices)
