@@ -14,12 +14,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import CuratorBot, changed
+from bot.app import MESSAGE_MAX, CuratorBot, changed
 from bot.permissions import curator_only
 from orchestration.errors import InvalidInput
 from orchestration.overview import run_overviews
 from orchestration.pipelines import import_pipeline, list_pipelines
-from orchestration.text import quoted
+from orchestration.text import clip, quoted
 
 MAX_UPLOAD = 20 * 2**20
 # A pipeline is a few workflows of at most 5 MB each: room for ten, and more files than any
@@ -123,11 +123,11 @@ class Pipelines(commands.Cog):
             changed(interaction, f"pipeline {quoted(result.name)} was imported")
         verb = "Imported" if result.created else "Already imported, unchanged:"
         warnings = "".join(f"\n⚠️ {w}" for w in result.warnings)
-        await interaction.followup.send(
+        text = (
             f"{verb} **{result.name}**: {' → '.join(result.steps)}; run variables: "
-            f"{', '.join(result.variables) or 'none'}.{warnings}",
-            ephemeral=True,
+            f"{', '.join(result.variables) or 'none'}.{warnings}"
         )
+        await interaction.followup.send(clip(text, MESSAGE_MAX), ephemeral=True)
 
     @app_commands.command(name="status", description="Workers, the job in flight, runs with work")
     async def status(self, interaction: discord.Interaction[Any]) -> None:

@@ -128,3 +128,27 @@ async def test_status_before_the_scheduler_checked_workers(session_factory, tmp_
     text = replies(interaction)[0]
     assert "http://127.0.0.1:9**: not checked yet, idle" in text
     assert "Runs with work: none" in text
+
+
+async def test_importing_a_pipeline_of_many_long_steps_replies_within_discords_limit(
+    session_factory, tmp_path
+):
+    import json
+
+    from tests.factories import base_workflow, child_workflow
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    steps = ""
+    for i in range(1, 31):
+        workflow = base_workflow() if i == 1 else child_workflow()
+        (folder / f"{i}.json").write_text(json.dumps(workflow))
+        steps += f"  - name: {'s' * 97}{i:03d}\n    workflow: {i}.json\n"
+    (folder / "pipeline.yaml").write_text("name: many\nsteps:\n" + steps)
+    cog = Pipelines(make_bot(session_factory, tmp_path))
+    interaction = fake_interaction(cog.bot)
+    await invoke(Pipelines.import_, cog, interaction,
+                 file=attachment("many.zip", zipped(folder, "many")))
+    assert replies(interaction)[-1].startswith("Imported **many**")
+    async with session_factory() as s:
+        assert await s.scalar(select(func.count()).select_from(Pipeline)) == 1
