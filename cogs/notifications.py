@@ -8,11 +8,12 @@ import logging
 import discord
 from discord.ext import commands
 
-from bot.app import CuratorBot
+from bot.app import MESSAGE_MAX, CuratorBot
 from db.models import HoldKind
 from orchestration.notices import due_notices, runs_to_notify
 from orchestration.overview import run_channel, running_run_channels
 from orchestration.scheduler import SchedulerEvent
+from orchestration.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ async def post_due_notices(bot: CuratorBot, run_id: int) -> int:
     posted = 0
     for notice in notices:
         try:
-            await channel.send(notice.message[:2000])
+            await channel.send(clip(notice.message, MESSAGE_MAX))
             posted += 1
         except discord.HTTPException:
             log.warning(
@@ -110,7 +111,7 @@ class Notifications(commands.Cog):
             channel = self.bot.get_channel(channel_id)
             if isinstance(channel, discord.TextChannel):
                 try:
-                    await channel.send(text[:2000])
+                    await channel.send(clip(text, MESSAGE_MAX))
                 except discord.HTTPException:
                     log.warning("could not post to channel %s", channel_id, exc_info=True)
 

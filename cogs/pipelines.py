@@ -100,7 +100,8 @@ class Pipelines(commands.Cog):
             for p in pipelines
         ]
         await interaction.followup.send(
-            "\n".join(lines)[:1900] or "No pipelines yet: `/pipeline import` one.", ephemeral=True
+            clip("\n".join(lines), MESSAGE_MAX) or "No pipelines yet: `/pipeline import` one.",
+            ephemeral=True,
         )
 
     @pipeline.command(
@@ -152,7 +153,7 @@ class Pipelines(commands.Cog):
         queue = ", ".join(f"#{r.id} {r.name}" for r in runs) or "none"
         lines.append(f"Runs with work: {queue}")
         lines.append(f"Jobs done since start: {scheduler.jobs_done}")
-        await interaction.followup.send("\n".join(lines)[:1900], ephemeral=True)
+        await interaction.followup.send(clip("\n".join(lines), MESSAGE_MAX), ephemeral=True)
 
 
 async def setup(bot: CuratorBot) -> None:
