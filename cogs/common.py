@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from db.models import RunStatus
 from orchestration.errors import InvalidInput
 from orchestration.overview import run_for_channel, run_overviews
 
@@ -28,12 +29,16 @@ async def resolve_run(
     raise InvalidInput("Use this in a run's channel, or pick the run with the `run` option.")
 
 
-async def running_run_choices(bot: CuratorBot, current: str) -> list[app_commands.Choice[int]]:
+async def running_run_choices(
+    bot: CuratorBot, current: str, *, completed: bool = False
+) -> list[app_commands.Choice[int]]:
+    """Runs whose `#id name` contains what was typed: running ones, and with `completed` also
+    those a person may still look at."""
     async with bot.sessions() as session:
         runs = await run_overviews(session)
     current = current.lower()
     return [
         app_commands.Choice(name=f"#{r.id} {r.name}"[:100], value=r.id)
         for r in runs
-        if current in f"#{r.id} {r.name}".lower()
+        if (completed or r.status is RunStatus.running) and current in f"#{r.id} {r.name}".lower()
     ][:25]

@@ -247,7 +247,7 @@ class Gallery(commands.Cog):
     async def _runs(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[int]]:
-        return await running_run_choices(self.bot, current)
+        return await running_run_choices(self.bot, current, completed=True)
 
 
 async def setup(bot: CuratorBot) -> None:
