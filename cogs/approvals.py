@@ -14,7 +14,7 @@ from bot.app import CuratorBot, changed
 from bot.permissions import curator_only
 from bot.questions import Question
 from bot.render import SheetItem, render_contact_sheet
-from cogs.common import resolve_run, running_run_choices
+from cogs.common import RunOption, resolve_run
 from cogs.notifications import post_due_notices
 from cogs.voting import post_pairs
 from orchestration.approvals import ApprovalPreview, approval_preview, approve_step
@@ -49,7 +49,7 @@ class Approvals(commands.Cog):
         interaction: discord.Interaction[Any],
         step: int,
         k: int | None = None,
-        run: int | None = None,
+        run: RunOption | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
@@ -94,11 +94,6 @@ class Approvals(commands.Cog):
         await post_due_notices(self.bot, run_id)
         await post_pairs(self.bot, run_id)  # pairs of the approved step now say they are done
 
-    @approve.autocomplete("run")
-    async def _runs(
-        self, interaction: discord.Interaction[Any], current: str
-    ) -> list[app_commands.Choice[int]]:
-        return await running_run_choices(self.bot, current)
 
 
 async def setup(bot: CuratorBot) -> None:

@@ -1,4 +1,4 @@
-"""Shared pieces of the cogs: which run an interaction is about, and run autocomplete."""
+"""Shared pieces of the cogs: the `run` option and which run an interaction is about."""
 
 from __future__ import annotations
 
@@ -42,3 +42,28 @@ async def running_run_choices(
         for r in runs
         if (completed or r.status is RunStatus.running) and current in f"#{r.id} {r.name}".lower()
     ][:25]
+
+
+class RunTransformer(app_commands.Transformer["CuratorBot"]):
+    """The `run` option: a run id, autocompleted from the runs the command may be used on."""
+
+    def __init__(self, *, completed: bool = False) -> None:
+        self.completed = completed
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.integer
+
+    async def transform(self, interaction: discord.Interaction[CuratorBot], value: Any) -> int:
+        return int(value)
+
+    async def autocomplete(
+        self, interaction: discord.Interaction[CuratorBot], value: int | float | str
+    ) -> list[app_commands.Choice[int | float | str]]:
+        bot = interaction.client
+        choices = await running_run_choices(bot, str(value), completed=self.completed)
+        return list(choices)  # type: ignore[arg-type]  # Choice is invariant; ids are ints
+
+
+RunOption = app_commands.Transform[int, RunTransformer]
+AnyRunOption = app_commands.Transform[int, RunTransformer(completed=True)]

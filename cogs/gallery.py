@@ -26,7 +26,7 @@ from bot.render import (
     render_contact_sheet,
     to_rgb,
 )
-from cogs.common import resolve_run, running_run_choices
+from cogs.common import AnyRunOption, resolve_run
 from db.models import CandidateStatus
 from orchestration.errors import DomainError
 from orchestration.overview import (
@@ -206,7 +206,7 @@ class Gallery(commands.Cog):
         interaction: discord.Interaction[Any],
         step: int | None = None,
         page: int = 1,
-        run: int | None = None,
+        run: AnyRunOption | None = None,
     ) -> None:
         await defer_public(interaction)
         run_id = await resolve_run(self.bot, interaction, run)
@@ -243,11 +243,6 @@ class Gallery(commands.Cog):
                 lambda: [make_thumbnail(data_dir / path) for path in event.image_paths]
             )
 
-    @gallery.autocomplete("run")
-    async def _runs(
-        self, interaction: discord.Interaction[Any], current: str
-    ) -> list[app_commands.Choice[int]]:
-        return await running_run_choices(self.bot, current, completed=True)
 
 
 async def setup(bot: CuratorBot) -> None:

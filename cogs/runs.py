@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.app import CuratorBot, changed, defer_public
 from bot.permissions import curator_only
 from bot.questions import Question
-from cogs.common import resolve_run, running_run_choices
+from cogs.common import RunOption, resolve_run
 from db.models import RunStatus, SelectionOrder
 from orchestration.errors import InvalidInput
 from orchestration.overview import RunOverview, run_overviews, set_run_channel
@@ -202,7 +202,9 @@ class Runs(commands.Cog):
     @app_commands.command(name="complete", description="Complete a run: no more jobs or votes")
     @app_commands.describe(run="The run (default: this channel's run)")
     @curator_only()
-    async def complete(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
+    async def complete(
+        self, interaction: discord.Interaction[Any], run: RunOption | None = None
+    ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
         question = Question("complete", interaction.user.id)
@@ -239,7 +241,9 @@ class Runs(commands.Cog):
     @app_commands.command(name="resume", description="Lift a run's hold so it gets jobs again")
     @app_commands.describe(run="The run (default: this channel's run)")
     @curator_only()
-    async def resume(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
+    async def resume(
+        self, interaction: discord.Interaction[Any], run: RunOption | None = None
+    ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
         async with self.bot.sessions() as session:
@@ -250,12 +254,6 @@ class Runs(commands.Cog):
             f"Run #{resumed.id} “{resumed.name}” resumed.", ephemeral=True
         )
 
-    @complete.autocomplete("run")
-    @resume.autocomplete("run")
-    async def _runs(
-        self, interaction: discord.Interaction[Any], current: str
-    ) -> list[app_commands.Choice[int]]:
-        return await running_run_choices(self.bot, current)
 
 
 async def setup(bot: CuratorBot) -> None:

@@ -24,7 +24,7 @@ from discord.ext import commands
 from bot.app import CuratorBot, reply_ephemeral
 from bot.permissions import curator_only, ensure_curator
 from bot.render import render_pair
-from cogs.common import resolve_run, running_run_choices
+from cogs.common import RunOption, resolve_run
 from orchestration.errors import DomainError
 from orchestration.overview import run_channel
 from orchestration.pair_posts import (
@@ -231,7 +231,9 @@ class Voting(commands.Cog):
     @app_commands.command(name="vote", description="Ask for a pair to vote on now")
     @app_commands.describe(run="The run (default: this channel's run)")
     @curator_only()
-    async def vote(self, interaction: discord.Interaction[Any], run: int | None = None) -> None:
+    async def vote(
+        self, interaction: discord.Interaction[Any], run: RunOption | None = None
+    ) -> None:
         """The pair is for the person who asked: shown to them alone, buttons and all."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         run_id = await resolve_run(self.bot, interaction, run)
@@ -247,11 +249,6 @@ class Voting(commands.Cog):
         send = functools.partial(interaction.followup.send, ephemeral=True, wait=True)
         _remember_private(await deliver(self.bot, plan.posts[0], send))
 
-    @vote.autocomplete("run")
-    async def _runs(
-        self, interaction: discord.Interaction[Any], current: str
-    ) -> list[app_commands.Choice[int]]:
-        return await running_run_choices(self.bot, current)
 
     @commands.Cog.listener()
     async def on_scheduler_event(self, event: SchedulerEvent) -> None:
