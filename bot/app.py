@@ -16,6 +16,7 @@ from bot.questions import ConfirmButton
 from db.engine import SessionFactory
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DatabaseBusy, DomainError
+from orchestration.ratings import finish_refits, refit_stale_steps
 from orchestration.scheduler import Scheduler, SchedulerEvent
 from orchestration.text import clip
 
@@ -170,6 +171,8 @@ class CuratorBot(commands.Bot):
             self.guild_id,
             ", ".join(sorted(c.name for c in synced)),
         )
+        async with self.sessions() as session:  # before any interaction can show a rating
+            await refit_stale_steps(session)
         await self.scheduler.start()
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
@@ -195,5 +198,10 @@ class CuratorBot(commands.Bot):
         await reply_ephemeral(interaction, f"This was already answered{shown}")
 
     async def close(self) -> None:
-        await self.scheduler.stop()
-        await super().close()
+        """Stop the scheduler and Discord, then store at once the ratings of votes whose refit
+        was still waiting out `REFIT_DELAY`, before `bot.startup` disposes the engine."""
+        try:
+            await self.scheduler.stop()
+            await super().close()
+        finally:
+            await finish_refits()
