@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -12,7 +14,9 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.questions import ConfirmButton
 from db.engine import SessionFactory
-from orchestration.errors import DomainError
+from orchestration.busy import BUSY, is_busy
+from orchestration.errors import DatabaseBusy, DomainError
+from orchestration.ratings import finish_refits, refit_stale_steps
 from orchestration.scheduler import Scheduler, SchedulerEvent
 from orchestration.text import clip
 
@@ -48,6 +52,17 @@ def unexpected_text(interaction: discord.Interaction[Any]) -> str:
     )
 
 
+def busy_text(interaction: discord.Interaction[Any]) -> str:
+    """What a person reads when another program held the database past the wait."""
+    done = interaction.extras.get(_CHANGED)
+    if not done:
+        return f"{BUSY}, so nothing was changed. Try again in a minute."
+    return (
+        f"{BUSY}, so this stopped after {'; '.join(done)}; that stands. "
+        "Look before you try again in a minute."
+    )
+
+
 _PUBLIC_THINKING = "comfy-curator:public-thinking"
 MESSAGE_MAX = 2000  # Discord's limit on a message's text
 
@@ -75,19 +90,52 @@ async def reply_ephemeral(interaction: discord.Interaction[Any], message: str) -
     await interaction.followup.send(message, ephemeral=True)
 
 
+async def report_error(
+    interaction: discord.Interaction[Any], error: BaseException, where: str
+) -> None:
+    """The one error boundary of commands, buttons and menus. A refusal a person caused is
+    shown to them alone, and so is a database held by another program (one line that says
+    what, if anything, stands); anything else is logged once with its traceback."""
+    if not isinstance(error, DomainError) and is_busy(error):
+        log.warning("%s by %s: the database is locked by another program", where,
+                    interaction.user)
+        error = DatabaseBusy(busy_text(interaction))
+    if isinstance(error, DomainError | app_commands.CheckFailure):
+        await reply_ephemeral(interaction, str(error))
+        return
+    log.error("%s by %s failed", where, interaction.user, exc_info=error)
+    await reply_ephemeral(interaction, unexpected_text(interaction))
+
+
 class CuratorTree(app_commands.CommandTree["CuratorBot"]):
-    """Refusals a person caused are shown to them alone; anything else is logged once."""
+    """Every slash command's failure goes to `report_error`."""
 
     async def on_error(
         self, interaction: discord.Interaction[CuratorBot], error: app_commands.AppCommandError
     ) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        if isinstance(cause, DomainError | app_commands.CheckFailure):
-            await reply_ephemeral(interaction, str(cause))
-            return
         command = interaction.command.qualified_name if interaction.command else "?"
-        log.error("/%s by %s failed", command, interaction.user, exc_info=cause)
-        await reply_ephemeral(interaction, unexpected_text(interaction))
+        await report_error(interaction, cause, f"/{command}")
+
+
+ItemT = TypeVar("ItemT")
+
+
+def component_boundary(
+    callback: Callable[[ItemT, discord.Interaction[Any]], Coroutine[Any, Any, None]],
+) -> Callable[[ItemT, discord.Interaction[Any]], Coroutine[Any, Any, None]]:
+    """Wrap a DynamicItem's `callback` in `report_error`: discord.py only logs what such a
+    callback raises (a plain View's errors go to `View.on_error`, a DynamicItem's nowhere), and
+    the person would see nothing."""
+
+    @functools.wraps(callback)
+    async def guarded(item: ItemT, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await callback(item, interaction)
+        except Exception as err:
+            await report_error(interaction, err, f"component {getattr(item, 'custom_id', '?')}")
+
+    return guarded
 
 
 class CuratorBot(commands.Bot):
@@ -123,6 +171,8 @@ class CuratorBot(commands.Bot):
             self.guild_id,
             ", ".join(sorted(c.name for c in synced)),
         )
+        async with self.sessions() as session:  # before any interaction can show a rating
+            await refit_stale_steps(session)
         await self.scheduler.start()
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
@@ -148,5 +198,10 @@ class CuratorBot(commands.Bot):
         await reply_ephemeral(interaction, f"This was already answered{shown}")
 
     async def close(self) -> None:
-        await self.scheduler.stop()
-        await super().close()
+        """Stop the scheduler and Discord, then store at once the ratings of votes whose refit
+        was still waiting out `REFIT_DELAY`, before `bot.startup` disposes the engine."""
+        try:
+            await self.scheduler.stop()
+            await super().close()
+        finally:
+            await finish_refits()

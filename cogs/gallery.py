@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
-from bot.app import UNEXPECTED, CuratorBot, defer_public
+from bot.app import CuratorBot, component_boundary, defer_public
 from bot.render import (
     BADGE_WORDS,
     Badge,
@@ -28,7 +28,6 @@ from bot.render import (
 )
 from cogs.common import AnyRunOption, resolve_run
 from db.models import CandidateStatus
-from orchestration.errors import DomainError
 from orchestration.overview import (
     CandidateDetail,
     GalleryItem,
@@ -122,20 +121,11 @@ class CandidateSelect(
         options = list(item.options) if isinstance(item, discord.ui.Select) else None
         return cls(int(match["run"]), options)
 
+    @component_boundary
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         """Anyone may look: nothing changes, so no role is needed."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            text, file = await self._open(interaction.client, int(self.item.values[0]))
-        except DomainError as err:
-            await interaction.followup.send(str(err), ephemeral=True)
-            return
-        except Exception:
-            log.exception(
-                "opening a candidate of run %s by %s failed", self.run_id, interaction.user
-            )
-            await interaction.followup.send(UNEXPECTED, ephemeral=True)
-            return
+        text, file = await self._open(interaction.client, int(self.item.values[0]))
         if file is None:
             await interaction.followup.send(text, ephemeral=True)
         else:

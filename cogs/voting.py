@@ -21,10 +21,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import CuratorBot, reply_ephemeral
+from bot.app import CuratorBot, component_boundary, reply_ephemeral
 from bot.permissions import curator_only, ensure_curator
 from bot.render import render_pair
 from cogs.common import RunOption, resolve_run
+from orchestration.busy import retry_while_busy
 from orchestration.errors import DomainError
 from orchestration.overview import run_channel
 from orchestration.pair_posts import (
@@ -49,6 +50,16 @@ LABELS: dict[Action, tuple[str, discord.ButtonStyle]] = {
     "s": ("Skip", discord.ButtonStyle.secondary),
     "ra": ("Reject A", discord.ButtonStyle.danger),
     "rb": ("Reject B", discord.ButtonStyle.danger),
+}
+
+
+# What a tap that could not be recorded tells the person (after orchestration.busy.BUSY).
+NOT_RECORDED: dict[Action, str] = {
+    "a": "your vote was not recorded. Tap again in a minute",
+    "b": "your vote was not recorded. Tap again in a minute",
+    "s": "the skip was not recorded. Tap again in a minute",
+    "ra": "the rejection was not recorded. Tap again in a minute",
+    "rb": "the rejection was not recorded. Tap again in a minute",
 }
 
 
@@ -78,30 +89,29 @@ class VoteButton(
         action: Action = match["action"]  # type: ignore[assignment]
         return cls(action, int(match["run"]), int(match["a"]), int(match["b"]))
 
+    @component_boundary
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Refusals, and a database held past the retries, reach the person privately through
+        the error boundary; the pair stays open for another tap."""
         bot: CuratorBot = interaction.client
-        try:
-            ensure_curator(interaction, int(bot.settings.curator_role_id or 0))
-        except app_commands.CheckFailure as err:
-            await reply_ephemeral(interaction, str(err))
-            return
+        ensure_curator(interaction, int(bot.settings.curator_role_id or 0))
         await interaction.response.defer()  # the message is updated below, when it is known
         voter = str(interaction.user.id)
         message = interaction.message
-        try:
-            async with bot.sessions() as session:
-                answer = await answer_pair(
-                    session,
-                    self.run_id,
-                    self.action,
-                    self.a,
-                    self.b,
-                    voter,
-                    message_id=message.id if message is not None else None,
-                )
-        except DomainError as err:
-            await reply_ephemeral(interaction, str(err))
-            return
+        answer = await retry_while_busy(
+            bot.sessions,
+            functools.partial(
+                answer_pair,
+                run_id=self.run_id,
+                action=self.action,
+                a=self.a,
+                b=self.b,
+                voter=voter,
+                message_id=message.id if message is not None else None,
+            ),
+            refusal=NOT_RECORDED[self.action],
+            what=f"run {self.run_id}: a tap on #{self.a} vs #{self.b}",
+        )
         bot.scheduler.wake()
         by = "" if not answer.counted else f" — {interaction.user.display_name}"
         await interaction.edit_original_response(content=f"{answer.outcome}{by}", view=None)

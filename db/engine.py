@@ -28,9 +28,9 @@ SessionFactory = async_sessionmaker[AsyncSession]
 SQLITE_PRAGMAS: tuple[str, ...] = (
     "journal_mode=WAL",
     "synchronous=FULL",
-    "busy_timeout=30000",
 )
-"""Every SQLite connection of ours runs these, the migrations' too; foreign keys apart."""
+"""Every SQLite connection of ours runs these, the migrations' too; foreign keys and the busy
+timeout apart."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -56,7 +56,7 @@ def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) ->
         pool_size=1,
         max_overflow=0,
         pool_timeout=60,
-        connect_args={"timeout": 30},
+        connect_args={"timeout": BUSY_TIMEOUT},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -67,6 +67,7 @@ def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) ->
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        cursor.execute(f"PRAGMA busy_timeout={round(BUSY_TIMEOUT * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -81,3 +82,7 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/comfy-curator.db"
+
+# Seconds a statement waits for another program's lock on the SQLite file before it fails with
+# "database is locked" (orchestration.busy decides what then). Read as connections are made.
+BUSY_TIMEOUT = 5.0

@@ -29,3 +29,7 @@ class DuplicateVote(Conflict):
 
 class MissingVariables(InvalidInput):
     """A run lacks variables its pipeline's workflows need."""
+
+
+class DatabaseBusy(DomainError):
+    """Another program held the database longer than the bot waits (orchestration.busy)."""

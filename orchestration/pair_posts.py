@@ -184,27 +184,35 @@ async def answer_pair(
 ) -> PairAnswer:
     """One tap on a pair's buttons: a vote, a rejection or a skip — or, when the pair went out
     of date meanwhile, the reason and nothing recorded. Refusals (no such run, a completed run,
-    a second vote on the pair by the same person) raise DomainError and leave the pair open."""
+    a second vote on the pair by the same person) raise DomainError and leave the pair open.
+
+    One transaction: the pair is closed in the commit that records the answer, so a failure
+    anywhere (a refusal, a database held by another program) leaves nothing recorded."""
     await get_running_run(session, run_id)
     reason = await _out_of_date(session, run_id, a, b)
     if reason is not None:
         await _close(session, run_id, a, b, message_id, reason)
+        await session.commit()
         return PairAnswer(reason, counted=False)
+    outcomes: dict[Action, str] = {
+        "a": f"A (#{a}) is better than B (#{b})",
+        "b": f"B (#{b}) is better than A (#{a})",
+        "ra": f"A (#{a}) rejected",
+        "rb": f"B (#{b}) rejected",
+        "s": f"Skipped #{a} vs #{b}",
+    }
+    outcome = outcomes[action]
+    await _close(session, run_id, a, b, message_id, outcome)
     if action == "a":
-        await record_vote(session, run_id, a, b, voter)
-        outcome = f"A (#{a}) is better than B (#{b})"
+        await record_vote(session, run_id, a, b, voter)  # commits the close with the vote
     elif action == "b":
         await record_vote(session, run_id, b, a, voter)
-        outcome = f"B (#{b}) is better than A (#{a})"
     elif action == "ra":
         await reject_candidate(session, run_id, a, voter)
-        outcome = f"A (#{a}) rejected"
     elif action == "rb":
         await reject_candidate(session, run_id, b, voter)
-        outcome = f"B (#{b}) rejected"
     else:
-        outcome = f"Skipped #{a} vs #{b}"
-    await _close(session, run_id, a, b, message_id, outcome)
+        await session.commit()
     return PairAnswer(outcome, counted=action != "s")
 
 
@@ -241,14 +249,14 @@ async def _out_of_date(session: AsyncSession, run_id: int, a: int, b: int) -> st
 async def _close(
     session: AsyncSession, run_id: int, a: int, b: int, message_id: int | None, outcome: str
 ) -> None:
-    """Mark the pair's post answered: by its message when known, else any open post of it."""
+    """Mark the pair's post answered: by its message when known, else any open post of it.
+    The caller commits."""
     where = [PairPost.run_id == run_id, PairPost.answered_at.is_(None)]
     if message_id is not None:
         where.append(PairPost.message_id == message_id)
     else:
         where += [PairPost.a_id.in_((a, b)), PairPost.b_id.in_((a, b))]
     await _mark_answered(session, outcome, *where)
-    await session.commit()
 
 
 async def _mark_answered(session: AsyncSession, outcome: str, *where: ColumnElement[bool]) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -307,11 +308,14 @@ class _Refits:
     A vote schedules its step's refit and returns. The task waits `REFIT_DELAY`, so a burst of
     votes costs one fit, then refits; a vote scheduled while the task is already reading runs
     it once more. So the last refit of a step always comes after its last vote's commit.
+    `finish()` cuts the wait short, for a stop.
     """
 
     def __init__(self) -> None:
         self._tasks: dict[tuple[int, int, int], asyncio.Task[None]] = {}
         self._again: set[tuple[int, int, int]] = set()
+        self._waiting: dict[tuple[int, int, int], asyncio.Event] = {}
+        self._hurry: set[asyncio.AbstractEventLoop] = set()  # loops whose refits wait no more
 
     def schedule(self, engine: AsyncEngine, run_id: int, step: int) -> None:
         key = (id(engine), run_id, step)
@@ -328,7 +332,7 @@ class _Refits:
         try:
             again = True
             while again:
-                await asyncio.sleep(REFIT_DELAY)
+                await self._delay(key)
                 self._again.discard(key)
                 try:
                     await _refit_aside(engine, run_id, step)
@@ -340,10 +344,36 @@ class _Refits:
                 del self._tasks[key]
                 self._again.discard(key)
 
+    async def _delay(self, key: tuple[int, int, int]) -> None:
+        """`REFIT_DELAY`, or less once `finish()` was called."""
+        if _running_loop() in self._hurry:
+            return
+        woken = self._waiting[key] = asyncio.Event()
+        try:
+            async with asyncio.timeout(REFIT_DELAY):
+                await woken.wait()
+        except TimeoutError:
+            pass
+        finally:
+            if self._waiting.get(key) is woken:
+                del self._waiting[key]
+
     async def settled(self) -> None:
         loop = _running_loop()
         while pending := [t for t in self._tasks.values() if t.get_loop() is loop]:
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def finish(self) -> None:
+        loop = _running_loop()
+        self._hurry.add(loop)
+        try:
+            for key, woken in list(self._waiting.items()):
+                task = self._tasks.get(key)
+                if task is not None and task.get_loop() is loop:
+                    woken.set()
+            await self.settled()
+        finally:
+            self._hurry.discard(loop)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:
@@ -356,6 +386,47 @@ _refits = _Refits()
 async def ratings_settled() -> None:
     """Wait until every scheduled refit of this event loop has stored its ratings."""
     await _refits.settled()
+
+
+async def finish_refits() -> None:
+    """Run every scheduled refit of this event loop now, without waiting out `REFIT_DELAY`,
+    and wait until they have stored their ratings: what a stop does before the engine goes."""
+    await _refits.finish()
+
+
+# How often each candidate appears in the votes recorded.
+_APPEARANCES = union_all(
+    select(Vote.low_id.label("candidate_id")), select(Vote.high_id.label("candidate_id"))
+).subquery()
+_COUNTED = (
+    select(_APPEARANCES.c.candidate_id, func.count().label("n"))
+    .group_by(_APPEARANCES.c.candidate_id)
+    .subquery()
+)
+# Steps whose stored ratings missed votes: a refit stores, for each candidate it fits, how many
+# votes it took in (`votes`); a candidate whose count differs from its recorded votes was last
+# fitted before some of them.
+_STALE_STEPS = (
+    select(ImageCandidate.run_id, ImageCandidate.step)
+    .join(_COUNTED, _COUNTED.c.candidate_id == ImageCandidate.id)
+    .where(ImageCandidate.votes != _COUNTED.c.n)
+    .group_by(ImageCandidate.run_id, ImageCandidate.step)
+    .order_by(ImageCandidate.run_id, ImageCandidate.step)
+)
+
+
+async def refit_stale_steps(session: AsyncSession) -> list[tuple[int, int]]:
+    """Refit every step whose stored ratings are older than its votes — what a kill leaves
+    behind — and return those (run, step). Called at start; with nothing stale it costs one
+    query and no fit."""
+    stale = [(int(r), int(s)) for r, s in (await session.execute(_STALE_STEPS)).tuples()]
+    await session.rollback()
+    for run_id, step in stale:
+        await refit_step(session, run_id, step)
+    if stale:
+        log.warning("refitted the ratings of %d step(s) that missed votes before the last stop: "
+                    "%s", len(stale), ", ".join(f"run {r} step {s}" for r, s in stale))
+    return stale
 
 
 async def _load_pair(
