@@ -19,6 +19,7 @@ from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
 from db.migrate import MigrationError, upgrade_database
 from orchestration.backup import backup_database
+from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DomainError, InvalidInput
 from orchestration.export import vote_records
 from orchestration.pipelines import (
@@ -248,6 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        if not is_busy(err):
+            raise
+        print(
+            f"comfy-curator: {BUSY}: close the program that has {settings.database_url} open "
+            "(a sqlite3 shell, another comfy-curator), then run this again.",
+            file=sys.stderr,
+        )
+        return 2
     return int(code or 0)
 
 

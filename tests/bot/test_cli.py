@@ -258,3 +258,26 @@ def test_backup_refusals_are_one_clear_line(env, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@localhost/curator")
     assert "pg_dump" in refused(str(env / "copy.db"))
     assert not [p.name for p in env.iterdir() if "copy.db" in p.name]  # nor a part of one
+
+
+def test_a_database_held_by_another_program_is_one_line(env, monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    import db.engine
+
+    assert main(["db", "upgrade"]) == 0
+    monkeypatch.setattr(db.engine, "BUSY_TIMEOUT", 0.2)
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.procs.sqlite_holder", str(env / "cli.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        capsys.readouterr()
+        assert main(["pipeline", "list"]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("comfy-curator: The database is busy (another program")
+    finally:
+        holder.kill()
+        holder.wait()
