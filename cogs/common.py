@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from db.models import RunStatus
 from orchestration.errors import InvalidInput
-from orchestration.overview import run_for_channel, run_overviews
+from orchestration.overview import run_choices, run_for_channel
+from orchestration.text import clip
+
+CHOICE_NAME_MAX = 100  # Discord's limit on an autocomplete choice's name
 
 if TYPE_CHECKING:
     from bot.app import CuratorBot
@@ -35,13 +37,8 @@ async def running_run_choices(
     """Runs whose `#id name` contains what was typed: running ones, and with `completed` also
     those a person may still look at."""
     async with bot.sessions() as session:
-        runs = await run_overviews(session)
-    current = current.lower()
-    return [
-        app_commands.Choice(name=f"#{r.id} {r.name}"[:100], value=r.id)
-        for r in runs
-        if (completed or r.status is RunStatus.running) and current in f"#{r.id} {r.name}".lower()
-    ][:25]
+        found = await run_choices(session, current, completed=completed)
+    return [app_commands.Choice(name=clip(label, CHOICE_NAME_MAX), value=i) for i, label in found]
 
 
 class RunTransformer(app_commands.Transformer["CuratorBot"]):

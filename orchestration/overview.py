@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, String, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -344,3 +344,26 @@ async def _ancestors(session: AsyncSession, candidate_id: int) -> list[LineageIt
         .order_by(c.step)
     )
     return [LineageItem(*r) for r in rows]
+
+
+CHOICES_MAX = 25  # Discord shows at most 25 autocomplete choices
+
+
+async def run_choices(
+    session: AsyncSession, typed: str, *, completed: bool = False
+) -> list[tuple[int, str]]:
+    """`(id, "#id name")` of the newest runs whose label contains `typed`, any case: running
+    ones, and with `completed` also the completed. One statement, whatever the number of runs,
+    because it runs on every keystroke."""
+    label = literal("#") + cast(PipelineRun.id, String) + " " + PipelineRun.name
+    statuses = [RunStatus.running, RunStatus.completed] if completed else [RunStatus.running]
+    rows = await session.execute(
+        select(PipelineRun.id, label)
+        .where(
+            PipelineRun.status.in_(statuses),
+            func.lower(label).contains(typed.lower(), autoescape=True),
+        )
+        .order_by(PipelineRun.id.desc())
+        .limit(CHOICES_MAX)
+    )
+    return [(int(run_id), str(text)) for run_id, text in rows]

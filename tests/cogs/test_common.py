@@ -49,3 +49,16 @@ async def test_the_run_option_completes_from_the_runs_its_command_takes(session_
     assert await RunTransformer().autocomplete(interaction, "") == []
     [choice] = await RunTransformer(completed=True).autocomplete(interaction, "don")
     assert choice.value == done and choice.name == f"#{done} done"
+
+
+async def test_run_choices_match_any_case_and_take_wildcards_literally(session_factory, tmp_path):
+    async with session_factory() as s:
+        await make_pipeline(s, tmp_path)
+        gym = await make_run(s, name="Morning Gym")
+        await make_run(s, name="sofa")
+        pct = await make_run(s, name="100% cotton")
+    bot = make_bot(session_factory, tmp_path)
+    assert [c.value for c in await running_run_choices(bot, "GYM")] == [gym]
+    assert [c.value for c in await running_run_choices(bot, "0%")] == [pct]
+    assert [c.value for c in await running_run_choices(bot, "_")] == []
+    assert [c.name for c in await running_run_choices(bot, f"#{gym} m")] == [f"#{gym} Morning Gym"]
