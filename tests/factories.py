@@ -43,13 +43,20 @@ def child_workflow() -> dict[str, Any]:
     }
 
 
-def write_pipeline(folder: Path, steps: int = 3, name: str = "test-pipeline") -> Path:
+def write_pipeline(
+    folder: Path,
+    steps: int = 3,
+    name: str = "test-pipeline",
+    step_names: list[str] | None = None,
+) -> Path:
+    """A pipeline folder: `steps` steps named "step 1", ... or `step_names`."""
     folder.mkdir(parents=True, exist_ok=True)
+    names = step_names or [f"step {i}" for i in range(1, steps + 1)]
     entries = []
-    for i in range(1, steps + 1):
+    for i, step_name in enumerate(names, start=1):
         wf = base_workflow() if i == 1 else child_workflow()
         (folder / f"step{i}.json").write_text(json.dumps(wf))
-        entries.append(f"  - name: step {i}\n    workflow: step{i}.json\n")
+        entries.append(f"  - name: {step_name}\n    workflow: step{i}.json\n")
     (folder / "pipeline.yaml").write_text(f"name: {name}\nsteps:\n" + "".join(entries))
     return folder
 

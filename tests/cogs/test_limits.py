@@ -123,20 +123,12 @@ async def test_a_long_bad_variable_is_quoted_short(cog, session_factory):
 
 
 async def test_runs_with_the_longest_names_fit_one_embed(session_factory, tmp_path):
-    import json
-
     from orchestration.pipelines import import_pipeline
     from orchestration.runs import hold_run
-    from tests.factories import base_workflow, child_workflow, make_run
+    from tests.factories import make_run, write_pipeline
 
-    folder = tmp_path / "long"
-    folder.mkdir()
-    steps = ""
-    for i in range(1, 7):
-        workflow = base_workflow() if i == 1 else child_workflow()
-        (folder / f"{i}.json").write_text(json.dumps(workflow))
-        steps += f"  - name: {str(i) * 100}\n    workflow: {i}.json\n"
-    (folder / "pipeline.yaml").write_text("name: " + "P" * 100 + "\nsteps:\n" + steps)
+    folder = write_pipeline(tmp_path / "long", name="P" * 100,
+                            step_names=[str(i) * 100 for i in range(1, 7)])
     async with session_factory() as s:
         await import_pipeline(s, folder)
         for i in range(10):

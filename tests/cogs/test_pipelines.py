@@ -133,18 +133,10 @@ async def test_status_before_the_scheduler_checked_workers(session_factory, tmp_
 async def test_importing_a_pipeline_of_many_long_steps_replies_within_discords_limit(
     session_factory, tmp_path
 ):
-    import json
+    from tests.factories import write_pipeline
 
-    from tests.factories import base_workflow, child_workflow
-
-    folder = tmp_path / "many"
-    folder.mkdir()
-    steps = ""
-    for i in range(1, 31):
-        workflow = base_workflow() if i == 1 else child_workflow()
-        (folder / f"{i}.json").write_text(json.dumps(workflow))
-        steps += f"  - name: {'s' * 97}{i:03d}\n    workflow: {i}.json\n"
-    (folder / "pipeline.yaml").write_text("name: many\nsteps:\n" + steps)
+    folder = write_pipeline(tmp_path / "many", name="many",
+                            step_names=[f"{'s' * 97}{i:03d}" for i in range(1, 31)])
     cog = Pipelines(make_bot(session_factory, tmp_path))
     interaction = fake_interaction(cog.bot)
     await invoke(Pipelines.import_, cog, interaction,
