@@ -529,10 +529,6 @@ async def _no_work_left(session: AsyncSession, run_id: int) -> bool:
     return await decide_for_run(session, run_id, random.Random(0)) is None
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 async def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoReport:
     """Run the whole demo; returns what happened (the CLI has printed it already)."""
     options.validate()
@@ -560,7 +556,7 @@ async def _run(demo: Demo, url: str, *, simulated: bool) -> DemoReport:
     final_step_name = await demo.prepare()
     demo.comfy_url = url
     kind = "simulated ComfyUI" if simulated else "ComfyUI"
-    runs = _plural(len(demo.runs), "run")
+    runs = plural(len(demo.runs), "run")
     console.print(f"comfy-curator demo: {runs} of cpu-demo on {kind} at {url}; "
                   f"N = {options.run_settings.max_children}, k = {options.run_settings.top_k}; "
                   f"files in {options.folder}", markup=False)

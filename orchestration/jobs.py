@@ -289,11 +289,6 @@ def record_submission(job: Job, prompt_id: str, worker: str) -> None:
     job.submitted_at = utcnow()
 
 
-async def mark_submitted(session: AsyncSession, job_id: int, prompt_id: str, worker: str) -> None:
-    record_submission(await get_job(session, job_id), prompt_id, worker)
-    await session.commit()
-
-
 async def mark_running(session: AsyncSession, job_id: int) -> None:
     job = await get_job(session, job_id)
     if job.status is JobStatus.submitted:

@@ -63,25 +63,17 @@ async def stored_prompt(session: AsyncSession, job_id: int) -> dict[str, Any] | 
     return render_workflow(step.workflow, job.placeholder_values)
 
 
-async def build_job_payload(
-    session: AsyncSession, job_id: int, *, parent_image: str | None = None
+async def prepare_submission(
+    session: AsyncSession, job_id: int, *, prompt_id: str, worker: str,
+    parent_image: str | None = None,
 ) -> dict[str, Any]:
-    """Render the step's workflow for this job and store the values filled in on the job.
+    """Render the job's workflow and store its values, the prompt id and the worker in one
+    write, before the prompt is posted: a crash then leaves an id to look up. Returns the
+    prompt to post. Nothing is stored when the workflow cannot be rendered.
 
     `parent_image` is the name ComfyUI gave the parent's file when it was uploaded to the
     worker that will run the job (`POST /upload/image`).
     """
-    _, payload = await _render_and_store(session, job_id, parent_image)
-    await session.commit()
-    return payload
-
-
-async def submit_job_payload(
-    session: AsyncSession, job_id: int, *, prompt_id: str, worker: str,
-    parent_image: str | None = None,
-) -> dict[str, Any]:
-    """`build_job_payload` and `mark_submitted` in one write, for the scheduler's path between
-    two prompts. Nothing is stored when the workflow cannot be rendered."""
     job, payload = await _render_and_store(session, job_id, parent_image)
     record_submission(job, prompt_id, worker)
     await session.commit()

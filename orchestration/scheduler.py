@@ -60,7 +60,7 @@ from orchestration.jobs import (
     reject_unreadable_parent,
     unfinished_jobs,
 )
-from orchestration.payload import submit_job_payload
+from orchestration.payload import prepare_submission
 from orchestration.runs import (
     held_runs,
     hold_for_storage,
@@ -521,7 +521,7 @@ class Scheduler:
             return
         try:
             async with self.sessions() as session:
-                payload = await submit_job_payload(session, ctx.job_id, prompt_id=prompt_id,
+                payload = await prepare_submission(session, ctx.job_id, prompt_id=prompt_id,
                                                    worker=client.url, parent_image=parent_image)
             await client.submit(payload, prompt_id=prompt_id)
         except DomainError as err:  # the workflow cannot be filled in for this job

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from db.models import Job, JobStatus, PipelineRun
 from orchestration.errors import MissingVariables
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
-from orchestration.payload import build_job_payload, stored_prompt, submit_job_payload
+from orchestration.payload import prepare_submission, stored_prompt
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
 
@@ -49,7 +49,7 @@ async def test_whole_placeholders_keep_type_embedded_interpolate(session, tmp_pa
                                RunSettings(max_children=1))
     job = await claim_next_job(session, random.Random(1))
     assert isinstance(job, ClaimedJob)
-    payload = await build_job_payload(session, job.job_id)
+    payload = await prepare_submission(session, job.job_id, prompt_id="p-1", worker="http://w")
     assert payload["3"]["inputs"]["seed"] == job.seed
     assert isinstance(payload["3"]["inputs"]["seed"], int)
     assert payload["3"]["inputs"]["steps"] == 28
@@ -72,7 +72,7 @@ async def test_a_job_stores_its_values_not_a_copy_of_the_workflow(session, tmp_p
                      RunSettings(max_children=1))
     job = await claim_next_job(session, random.Random(1))
     assert isinstance(job, ClaimedJob)
-    payload = await build_job_payload(session, job.job_id)
+    payload = await prepare_submission(session, job.job_id, prompt_id="p-1", worker="http://w")
     stored = await session.get_one(Job, job.job_id)
     assert len(json.dumps(stored.placeholder_values)) < 1000
     assert stored.placeholder_values["seed"] == job.seed
@@ -95,25 +95,26 @@ async def child_job(session, tmp_path, seed: int) -> ClaimedJob:
 
 async def test_parent_image_is_the_uploaded_name(session, tmp_path):
     child = await child_job(session, tmp_path, 2)
-    payload = await build_job_payload(session, child.job_id, parent_image="curator/p17.png")
+    payload = await prepare_submission(session, child.job_id, prompt_id="p-1", worker="http://w",
+                                       parent_image="curator/p17.png")
     assert payload["1"]["inputs"]["image"] == "curator/p17.png"
     assert payload["2"]["inputs"]["filename_prefix"].split("/")[1] == "02-refine-pass"
     with pytest.raises(MissingVariables, match=r"\{\{parent_image\}\}"):
-        await build_job_payload(session, child.job_id)
+        await prepare_submission(session, child.job_id, prompt_id="p-2", worker="http://w")
 
 
 async def test_submission_stores_payload_and_prompt_id_together(session, tmp_path):
     child = await child_job(session, tmp_path, 3)
 
     with pytest.raises(MissingVariables, match=r"\{\{parent_image\}\}"):
-        await submit_job_payload(session, child.job_id, prompt_id="p-1", worker="http://w")
+        await prepare_submission(session, child.job_id, prompt_id="p-1", worker="http://w")
     await session.rollback()
     job = await session.get_one(Job, child.job_id)
     await session.refresh(job)
     assert (job.status, job.prompt_id, job.placeholder_values, job.attempts) == (
         JobStatus.pending, None, None, 0)
 
-    payload = await submit_job_payload(session, child.job_id, prompt_id="p-2",
+    payload = await prepare_submission(session, child.job_id, prompt_id="p-2",
                                        worker="http://w", parent_image="curator/p1.png")
     await session.refresh(job)
     assert (job.status, job.prompt_id, job.worker, job.attempts) == (

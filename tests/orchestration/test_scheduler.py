@@ -65,14 +65,13 @@ async def run_until_idle(scheduler: Scheduler) -> None:
 async def post_one_job(factory, client, prompt_id: str) -> ClaimedJob:
     """What a scheduler does before it dies with a prompt on ComfyUI: claim the next job,
     store its payload and prompt id, post the prompt."""
-    from orchestration.jobs import mark_submitted
-    from orchestration.payload import build_job_payload
+    from orchestration.payload import prepare_submission
 
     async with factory() as s:
         claimed = await claim_next_job(s, random.Random(1))
         assert isinstance(claimed, ClaimedJob)
-        payload = await build_job_payload(s, claimed.job_id)
-        await mark_submitted(s, claimed.job_id, prompt_id, client.url)
+        payload = await prepare_submission(s, claimed.job_id, prompt_id=prompt_id,
+                                           worker=client.url)
     await client.submit(payload, prompt_id=prompt_id)
     return claimed
 
@@ -150,13 +149,13 @@ async def test_killed_mid_job_then_restarted_ingests_once(tmp_path, db_url):
 
 async def test_crash_between_storing_prompt_id_and_posting(session_factory, sim, tmp_path):
     """A job marked submitted whose prompt never reached ComfyUI is released and made again."""
-    from orchestration.jobs import mark_submitted
+    from orchestration.payload import prepare_submission
 
     await start_runs(session_factory, ["A"], RunSettings(max_children=1))
     async with session_factory() as s:
         claimed = await claim_next_job(s, random.Random(1))
         assert isinstance(claimed, ClaimedJob)
-        await mark_submitted(s, claimed.job_id, "never-posted", sim.url)
+        await prepare_submission(s, claimed.job_id, prompt_id="never-posted", worker=sim.url)
     await run_until_idle(make_scheduler(session_factory, [sim.url], tmp_path / "data"))
     async with session_factory() as s:
         lost = await s.get_one(Job, claimed.job_id)

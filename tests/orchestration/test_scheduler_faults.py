@@ -246,7 +246,7 @@ async def test_data_folder_that_cannot_take_files_holds_until_it_can(
 async def test_a_bug_with_a_job_in_hand_ends_the_job(session_factory, sim, tmp_path, monkeypatch):
     """Pending: cancelled at once. Submitted: failed once it made the loop restart twice."""
     await start_runs(session_factory, ["A"], RunSettings(max_children=1))
-    real_submit = scheduler_module.submit_job_payload
+    real_submit = scheduler_module.prepare_submission
     real_complete = scheduler_module.complete_job
     calls = {"submit": 0, "complete": 0}
 
@@ -262,7 +262,7 @@ async def test_a_bug_with_a_job_in_hand_ends_the_job(session_factory, sim, tmp_p
             raise RuntimeError("a bug while storing")
         return await real_complete(session, job_id, images)
 
-    monkeypatch.setattr(scheduler_module, "submit_job_payload", buggy_submit)
+    monkeypatch.setattr(scheduler_module, "prepare_submission", buggy_submit)
     monkeypatch.setattr(scheduler_module, "complete_job", buggy_complete)
     await run_to_idle(faulty_scheduler(session_factory, [sim.url], tmp_path / "data"))
     rows = await jobs(session_factory)
