@@ -1,4 +1,4 @@
-"""`comfy-curator demo`: the whole loop without Discord or a GPU (DESIGN §4).
+"""`comfy-curator demo`: the whole loop without Discord or a GPU (docs/operations.md, "The demo").
 
 A simulated ComfyUI on loopback (or a real one with `--comfy-url`), the real `Scheduler`, the
 `cpu-demo` pipeline, a few runs, a simulated voter and a simulated curator who approves the

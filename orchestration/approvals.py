@@ -1,4 +1,5 @@
-"""Approval gates (DESIGN §1.3): a person lets the global top-k of a step grow further."""
+"""Approval gates (docs/architecture.md, "Approvals"): a person lets the global top-k of a step
+grow further."""
 
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ async def approve_step(
 
 
 async def awaiting_approval(session: AsyncSession, run_id: int) -> list[int]:
-    """Steps that are not approved, have candidates, and can get no more (DESIGN §1.3)."""
+    """Steps that are not approved, have candidates, and can get no more (docs/architecture.md,
+    "Approvals")."""
     found = await plan_and_counts(session, run_id)
     if found is None or not found[0].gates:
         return []

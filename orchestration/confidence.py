@@ -1,4 +1,5 @@
-"""How sure the ranking is that a step's top k are the true top k (DESIGN §1.4).
+"""How sure the ranking is that a step's top k are the true top k (docs/voting.md, "How sure the
+ranking is").
 
 One figure serves every place a person decides: the /approve preview, /gallery, the few-votes
 warning, and the pair policy's "settled". It is the probability, under the Bradley–Terry fit of

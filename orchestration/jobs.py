@@ -140,7 +140,7 @@ async def get_job(session: AsyncSession, job_id: int) -> Job:
 
 
 def arrival_advancing(run_step: PipelineRunStep) -> bool | None:
-    """Whether a new candidate may become a parent (DESIGN §1.3).
+    """Whether a new candidate may become a parent (docs/architecture.md, "Approvals").
 
     Step 1 is approved with no filter, so its candidates advance; a candidate reaching a later
     step after that step's approval missed the top-K and does not; before approval: undecided.

@@ -1,5 +1,5 @@
-"""Channel notices a run owes its people (DESIGN §1.3): a step became awaiting approval, the
-run has no work left.
+"""Channel notices a run owes its people (docs/operations.md, "Notices"): a step became awaiting
+approval, the run has no work left.
 
 Each notice goes out once. The check and the mark are one transaction that starts by locking
 the run's row (SQLite: the write lock of `BEGIN IMMEDIATE`), so two events racing — two jobs

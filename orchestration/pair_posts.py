@@ -1,4 +1,5 @@
-"""Pairs out in a run's channel: which to post, how a tap on one is answered (DESIGN §3).
+"""Pairs out in a run's channel: which to post, how a tap on one is answered (docs/discord.md,
+"Vote buttons").
 
 The pair policy (`orchestration.pairing`) says which pair is worth a tap; this module keeps the
 channel sane around it. At most `OPEN_PAIRS_PER_RUN` pairs wait for an answer per run, never the

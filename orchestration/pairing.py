@@ -1,4 +1,5 @@
-"""Which pair a person sees next, and how sure the top-k of a step is (DESIGN §1.4).
+"""Which pair a person sees next, and how sure the top-k of a step is (docs/voting.md, "Which pair
+you get" and "How sure the ranking is").
 
 Every tap should tell us the most about the one question a curator has to answer: which k
 candidates of a step should grow. So the policy first shows every candidate once (warm-up), then

@@ -1,4 +1,4 @@
-"""The ComfyUI prompt for a job (DESIGN §1.5)."""
+"""The ComfyUI prompt for a job (docs/pipelines.md, "Placeholders")."""
 
 from __future__ import annotations
 

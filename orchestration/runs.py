@@ -34,7 +34,7 @@ _REFUSAL_CHARS = 1700  # the problem lines of a refusal, within one Discord mess
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Per-run knobs (DESIGN §1.1); defaults come from the environment via bot.config."""
+    """Per-run knobs (docs/configuration.md); defaults come from the environment via bot.config."""
 
     max_children: int = 3
     target_leaves: int = 10

@@ -1,4 +1,5 @@
-"""The scheduler: keeps every ComfyUI worker busy with one job at a time (DESIGN §1.6).
+"""The scheduler: keeps every ComfyUI worker busy with one job at a time (docs/operations.md,
+"Workers").
 
 Each worker URL gets a loop: claim the next job, upload the parent image, build the payload,
 record the prompt id, submit, follow it over the websocket, download every image, write the
@@ -769,7 +770,8 @@ class Scheduler:
     # -- recovery ------------------------------------------------------------------------------
 
     async def _reconcile(self, client: ComfyClient) -> None:
-        """Settle every job this worker left submitted or running (DESIGN §1.6)."""
+        """Settle every job this worker left submitted or running (docs/operations.md,
+        "Start-up")."""
         async with self.sessions() as session:
             job_ids = await unfinished_jobs(session, client.url)
         for job_id in job_ids:

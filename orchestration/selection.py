@@ -1,4 +1,4 @@
-"""Which job comes next (DESIGN §1.2).
+"""Which job comes next (docs/architecture.md, "Choosing the next job").
 
 `select_next_job` only reads: it returns a decision and changes nothing, so it can be called to
 preview or to measure. `orchestration.jobs.claim_next_job` turns a decision into a job.
@@ -165,8 +165,8 @@ async def plan_and_counts(session: AsyncSession, run_id: int) -> tuple[RunPlan, 
 
 
 def eligible_parent_filter(gates: bool) -> list[ColumnElement[bool]]:
-    """Candidates that may get a child now (DESIGN §1.2 step 2), for bind parameters
-    `run_id`, `final_step` and `max_children`.
+    """Candidates that may get a child now (docs/architecture.md, "Choosing the next job", 3), for
+    bind parameters `run_id`, `final_step` and `max_children`.
 
     With gates on, `advancing IS TRUE` already implies an approved step: only an approval (or
     step 1 at creation) ever sets it true.
@@ -187,10 +187,11 @@ def eligible_params(run: RunPlan) -> dict[str, int]:
 
 
 def _raffle_statement(gates: bool, order: SelectionOrder) -> Select[tuple[int, int, int]]:
-    """The raffle among the eligible parents of the group (DESIGN §1.2 step 3), drawn in the
-    database: each candidate holds a slice of [0, total) as wide as max(elo, 1), in id order,
-    and the one whose slice holds `u`·total wins (what `random.choices` does with weights).
-    Only the winner comes back, so a bigger tree costs SQLite a longer scan, not Python rows.
+    """The raffle among the eligible parents of the group (docs/architecture.md, "Choosing the
+    next job", 4), drawn in the database: each candidate holds a slice of [0, total) as wide as
+    max(elo, 1), in id order, and the one whose slice holds `u`·total wins (what
+    `random.choices` does with weights). Only the winner comes back, so a bigger tree costs
+    SQLite a longer scan, not Python rows.
     Returns (winner, its step, how many were in the raffle)."""
     where = eligible_parent_filter(gates)
     pick = func.min(_C.step) if order is SelectionOrder.breadth_first else func.max(_C.step)

@@ -1,4 +1,4 @@
-"""Approval gates (DESIGN §1.3)."""
+"""Approval gates (docs/architecture.md, "Approvals")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The confidence of a step's top k (DESIGN §1.4)."""
+"""The confidence of a step's top k (docs/voting.md, "How sure the ranking is")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Channel notices (DESIGN §1.3): a step awaiting approval and a run without work, each told
-once, the "no work" one again each time work came and went; marks survive a restart."""
+"""Channel notices (docs/operations.md, "Notices"): a step awaiting approval and a run without
+work, each told once, the "no work" one again each time work came and went; marks survive a
+restart."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Active pairing and the confidence of a step's top k (DESIGN §1.4)."""
+"""Active pairing and the confidence of a step's top k (docs/voting.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Job payloads (DESIGN §1.5)."""
+"""Job payloads (docs/pipelines.md, "Placeholders")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""select_next_job and claim_next_job (DESIGN §1.2)."""
+"""select_next_job and claim_next_job (docs/architecture.md, "Choosing the next job")."""
 
 from __future__ import annotations
 
