@@ -632,32 +632,6 @@ class ComfyClient:
             raise self._unexpected("GET /queue", answer)
         return _parse_queue(answer.json("GET /queue"))
 
-    async def cancel(self, prompt_id: str) -> Literal["running", "pending", "unknown"]:
-        """Remove a waiting prompt, or interrupt it if it is the running one.
-
-        Returns where the prompt was. A prompt that just finished is "unknown": its history
-        stays as it is.
-        """
-        state = await self.queue()
-        if prompt_id in state.pending:
-            await self._post_json("/queue", {"delete": [prompt_id]})
-            after = await self.queue()
-            if prompt_id not in after.running:
-                return "pending"
-            # It started between our two looks; interrupt it.
-        elif prompt_id not in state.running:
-            return "unknown"
-        await self.interrupt(prompt_id)
-        return "running"
-
-    async def interrupt(self, prompt_id: str | None = None) -> None:
-        """Stop the running prompt (`POST /interrupt`).
-
-        With a prompt id, servers that know the field only stop that prompt; older ones stop
-        whatever runs, so callers check the queue first (as `cancel` does).
-        """
-        await self._post_json("/interrupt", {"prompt_id": prompt_id} if prompt_id else {})
-
     async def system_stats(self) -> dict[str, Any]:
         """`GET /system_stats`: versions, RAM and devices; a cheap health check."""
         return await self._get_object("/system_stats")
@@ -674,17 +648,6 @@ class ComfyClient:
         return body
 
     # -- following -----------------------------------------------------------------------------
-
-    async def run(
-        self,
-        workflow: Mapping[str, Any],
-        on_progress: ProgressCallback | None = None,
-        *,
-        prompt_id: str | None = None,
-    ) -> PromptResult:
-        """Submit and follow to the end: the one call most callers need."""
-        pid = await self.submit(workflow, prompt_id=prompt_id)
-        return await self.follow(pid, on_progress)
 
     async def follow(
         self, prompt_id: str, on_progress: ProgressCallback | None = None
@@ -1061,12 +1024,6 @@ class ComfyClient:
         except _TRANSIENT as err:
             raise self._give_up(what, err, seconds, timed_out=timed_out) from err
         raise AssertionError("unreachable: tenacity either returns or raises")
-
-    async def _post_json(self, path: str, payload: Mapping[str, Any]) -> None:
-        what = f"POST {path}"
-        answer = await self._retrying(what, lambda: self._send("POST", path, json=dict(payload)))
-        if answer.status != 200:
-            raise self._unexpected(what, answer)
 
     async def _known(self, prompt_id: str) -> bool:
         """Whether the server has this prompt queued, running or in history (one attempt).

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
-from comfy.client import ComfyClient
+from comfy.client import ComfyClient, ProgressCallback, PromptResult
 from comfy.simulator import SimulatedComfy
 
 # shared/ sits beside the repository (in CI too); the recordings are facts, not fixtures we own.
@@ -114,3 +115,20 @@ def txt2img_workflow(
         "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "t2i", "images": ["8", 0]}},
     }
 
+
+async def run_prompt(
+    client: ComfyClient,
+    workflow: dict[str, Any],
+    on_progress: ProgressCallback | None = None,
+    *,
+    prompt_id: str | None = None,
+) -> PromptResult:
+    """Submit and follow to the end, as the scheduler does."""
+    return await client.follow(await client.submit(workflow, prompt_id=prompt_id), on_progress)
+
+
+async def post_to_comfy(url: str, path: str, body: dict[str, Any]) -> None:
+    """Post to ComfyUI the way a person at its web page would (delete from the queue,
+    interrupt): the bot itself never does."""
+    async with aiohttp.ClientSession() as http, http.post(f"{url}{path}", json=body) as answer:
+        assert answer.status == 200, await answer.text()

@@ -20,7 +20,13 @@ from comfy.errors import (
     ComfyUnhealthy,
 )
 from comfy.simulator import SimulatedComfy
-from tests.comfy.conftest import fast_client, invert_workflow, txt2img_workflow
+from tests.comfy.conftest import (
+    fast_client,
+    invert_workflow,
+    post_to_comfy,
+    run_prompt,
+    txt2img_workflow,
+)
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (8, 6)) -> bytes:
@@ -37,7 +43,7 @@ async def test_run_follows_to_success_and_downloads_every_image(
     sim: SimulatedComfy, client: ComfyClient
 ) -> None:
     progress: list[tuple[str, float, float]] = []
-    result = await client.run(invert_workflow(), lambda *p: progress.append(p))
+    result = await run_prompt(client, invert_workflow(), lambda *p: progress.append(p))
     assert result.status == "success" and result.error is None
     assert [(i.node_id, i.filename, i.subfolder, i.type) for i in result.images] == [
         ("3", "c_00001_.png", "curator/run-3/step-1-base", "output"),
@@ -56,7 +62,7 @@ async def test_async_progress_callbacks_and_sampler_steps(client: ComfyClient) -
         await asyncio.sleep(0)
         seen.append((node, value, top))
 
-    result = await client.run(txt2img_workflow(steps=4), on_progress)
+    result = await run_prompt(client, txt2img_workflow(steps=4), on_progress)
     assert result.status == "success"
     assert [(v, t) for n, v, t in seen if n == "3"] == [(0.0, 1.0)] + [
         (float(s), 4.0) for s in range(1, 5)]
@@ -69,7 +75,7 @@ async def test_a_failing_progress_callback_does_not_fail_the_job(
         raise RuntimeError("discord is down")
 
     with caplog.at_level(logging.ERROR, logger="comfy.client"):
-        result = await client.run(invert_workflow(), broken)
+        result = await run_prompt(client, invert_workflow(), broken)
     assert result.status == "success"
     assert "progress callback failed" in caplog.text
 
@@ -77,8 +83,8 @@ async def test_a_failing_progress_callback_does_not_fail_the_job(
 async def test_many_fast_prompts_are_never_lost(tmp_path: Path) -> None:
     async with SimulatedComfy(duration=0, root=tmp_path) as sim, fast_client(sim.url) as client:
         # distinct prompts: identical ones would all be answered with the first one's image
-        results = await asyncio.gather(*(client.run(invert_workflow(f"curator/p{i}", batch=1))
-                                         for i in range(8)))
+        results = await asyncio.gather(
+            *(run_prompt(client, invert_workflow(f"curator/p{i}", batch=1)) for i in range(8)))
     assert [r.status for r in results] == ["success"] * 8
     assert len({r.images[0].filename for r in results}) == 8
 
@@ -95,7 +101,7 @@ async def test_a_prompt_that_ended_before_anyone_listened_is_read_from_history(
 
 
 async def test_the_caller_may_choose_the_prompt_id(client: ComfyClient) -> None:
-    result = await client.run(invert_workflow(), prompt_id="job-42-attempt-1")
+    result = await run_prompt(client, invert_workflow(), prompt_id="job-42-attempt-1")
     assert result.prompt_id == "job-42-attempt-1" and result.status == "success"
 
 
@@ -105,7 +111,7 @@ async def test_socket_dropped_mid_prompt_completes_via_history(
     sim.duration = 0.2
     sim.drop_websockets_mid_prompt(refuse_reconnect=True)
     async with asyncio.timeout(5):
-        result = await client.run(invert_workflow())
+        result = await run_prompt(client, invert_workflow())
     assert result.status == "success" and len(result.images) == 2
     assert sim.timings[-1].status == "success"
 
@@ -116,7 +122,7 @@ async def test_socket_dropped_and_reopened_still_completes(
     sim.duration = 0.2
     sim.drop_websockets_mid_prompt(refuse_reconnect=False)
     async with asyncio.timeout(5):
-        result = await client.run(invert_workflow())
+        result = await run_prompt(client, invert_workflow())
     assert result.status == "success"
     async with asyncio.timeout(5):
         while not client.connected:  # noqa: ASYNC110 - the client exposes no event for this
@@ -127,7 +133,7 @@ async def test_a_socket_that_never_opens_falls_back_to_polling(sim: SimulatedCom
     sim.refuse_websockets()
     async with fast_client(sim.url) as client, asyncio.timeout(5):
         assert await client.connect() is False
-        result = await client.run(invert_workflow())
+        result = await run_prompt(client, invert_workflow())
     assert result.status == "success" and len(result.images) == 2
 
 
@@ -188,7 +194,7 @@ async def test_server_coming_back_within_the_retries(sim: SimulatedComfy) -> Non
 async def test_a_network_outage_mid_prompt_is_ridden_out(sim: SimulatedComfy) -> None:
     sim.duration = 0.3
     async with fast_client(sim.url, retry_attempts=30, retry_max_wait=0.05) as client:
-        running = asyncio.create_task(client.run(invert_workflow()))
+        running = asyncio.create_task(run_prompt(client, invert_workflow()))
         async with asyncio.timeout(5):
             await sim.wait_running()
         await sim.go_down()
@@ -242,7 +248,8 @@ async def test_a_400_is_never_retried(sim: SimulatedComfy, client: ComfyClient) 
                                       "extra_info": {}}, "node_errors": {}})
     with pytest.raises(ComfyRejected, match=r"^No\.$"):
         await client.submit(invert_workflow())
-    assert (await client.run(invert_workflow())).status == "success"  # rejection consumed once
+    # the rejection was consumed once
+    assert (await run_prompt(client, invert_workflow())).status == "success"
 
 
 @pytest.mark.parametrize(
@@ -266,11 +273,11 @@ async def test_runtime_errors_are_one_readable_line(
     }
     if fault:
         sim.fail_next_prompt(**fault)
-    result = await client.run(workflow)
+    result = await run_prompt(client, workflow)
     assert (result.status, result.error, result.images) == ("error", message, [])
 
 
-async def test_cancel_removes_pending_and_interrupts_running(
+async def test_deleting_a_pending_prompt_and_interrupting_the_running_one(
     sim: SimulatedComfy, client: ComfyClient
 ) -> None:
     sim.duration = 3.0
@@ -279,8 +286,9 @@ async def test_cancel_removes_pending_and_interrupts_running(
     async with asyncio.timeout(5):
         assert await sim.wait_running() == first
     assert await client.queue() == QueueState(running=[first], pending=[second])
-    assert await client.cancel(second) == "pending"
-    assert await client.cancel(first) == "running"
+    await post_to_comfy(sim.url, "/queue", {"delete": [second]})
+    assert await client.queue() == QueueState(running=[first], pending=[])
+    await post_to_comfy(sim.url, "/interrupt", {"prompt_id": first})
     # It stops where the next node starts (1 s in), well before the 3 s the prompt would take.
     async with asyncio.timeout(2):
         result = await client.follow(first)
@@ -288,7 +296,6 @@ async def test_cancel_removes_pending_and_interrupts_running(
     assert result.error is not None and result.error.startswith("interrupted at node")
     assert await client.history(second) is None
     assert await client.queue() == QueueState([], [])
-    assert await client.cancel(first) == "unknown"
     follow_deleted = await client.follow(second)
     assert follow_deleted.status == "lost" and "no longer knows" in str(follow_deleted.error)
 
@@ -298,7 +305,7 @@ async def test_interrupt_names_the_prompt_so_another_one_is_not_stopped(
 ) -> None:
     sim.duration = 0.2
     pid = await client.submit(invert_workflow())
-    await client.interrupt("some-other-prompt")
+    await post_to_comfy(sim.url, "/interrupt", {"prompt_id": "some-other-prompt"})
     assert (await client.follow(pid)).status == "success"
 
 
@@ -315,7 +322,7 @@ async def test_upload_then_load_image_round_trip(sim: SimulatedComfy, client: Co
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0],
                                                     "filename_prefix": "run/child"}},
     }
-    result = await client.run(workflow)
+    result = await run_prompt(client, workflow)
     assert result.status == "success"
     data = await client.download(result.images[0])
     assert Image.open(io.BytesIO(data)).size == (8, 6)

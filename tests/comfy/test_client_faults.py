@@ -10,7 +10,7 @@ import pytest
 from comfy.client import ComfyClient
 from comfy.errors import ComfyProtocolError, ComfyUnavailable, ComfyUnhealthy
 from comfy.simulator import SimulatedComfy
-from tests.comfy.conftest import fast_client, invert_workflow
+from tests.comfy.conftest import fast_client, invert_workflow, post_to_comfy, run_prompt
 
 # What aiohttp (so ComfyUI) answers when a handler raises, e.g. on a body that is not JSON.
 AIOHTTP_500 = "500 Internal Server Error\n\nServer got itself in trouble"
@@ -119,7 +119,7 @@ async def test_a_submit_past_its_timeout_is_awaited_not_posted_again(
 async def test_an_end_frame_that_names_no_prompt_does_not_end_one(sim: SimulatedComfy) -> None:
     sim.duration = 0.6
     async with fast_client(sim.url, history_grace=0.1) as client:
-        running = asyncio.create_task(client.run(invert_workflow()))
+        running = asyncio.create_task(run_prompt(client, invert_workflow()))
         async with asyncio.timeout(5):
             await sim.wait_running()
         await sim.send_frame("executing", {"node": None})
@@ -176,7 +176,9 @@ async def test_frames_that_resume_end_the_fallback(
 
 
 async def client_cancel(client: ComfyClient, pid: str) -> None:
-    assert await client.cancel(pid) in ("running", "pending")
+    """Stop the prompt as a person at ComfyUI's page would."""
+    assert pid in await client.queue()
+    await post_to_comfy(client.url, "/interrupt", {"prompt_id": pid})
 
 
 # -- 5. downloads --------------------------------------------------------------------------------
@@ -184,7 +186,7 @@ async def client_cancel(client: ComfyClient, pid: str) -> None:
 
 async def test_a_slow_download_is_not_cut_by_the_request_timeout(sim: SimulatedComfy) -> None:
     async with fast_client(sim.url, request_timeout=0.2) as client:
-        result = await client.run(invert_workflow())
+        result = await run_prompt(client, invert_workflow())
         sim.fault("/view", status=None, delay=0.5, times=None)
         data = await client.download(result.images[0])
     assert data.startswith(b"\x89PNG")
@@ -194,7 +196,7 @@ async def test_a_download_past_its_timeout_names_the_file_and_the_time(
     sim: SimulatedComfy,
 ) -> None:
     async with fast_client(sim.url, download_timeout=0.2) as client:
-        result = await client.run(invert_workflow())
+        result = await run_prompt(client, invert_workflow())
         sim.fault("/view", status=None, delay=1.0, times=5)
         with pytest.raises(ComfyUnhealthy) as caught:
             await client.download(result.images[0])
@@ -205,7 +207,7 @@ async def test_a_download_past_its_timeout_names_the_file_and_the_time(
 
 
 async def test_a_file_gone_from_view_is_a_404(sim: SimulatedComfy, client: ComfyClient) -> None:
-    result = await client.run(invert_workflow())
+    result = await run_prompt(client, invert_workflow())
     (sim.root / "output" / "curator/run-3/step-1-base/c_00002_.png").unlink()
     with pytest.raises(ComfyProtocolError) as caught:
         await client.download(result.images[1])

@@ -11,6 +11,7 @@ from comfy.client import ComfyClient
 from comfy.simulator import SimulatedComfy
 from comfy.workflow import render_workflow
 from orchestration.pipelines import load_pipeline_spec
+from tests.comfy.conftest import run_prompt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,7 @@ async def run_chain(client: ComfyClient, spec, seed: int, extra: dict) -> list[I
         if parent is not None:
             values["parent_image"] = await client.upload_image(
                 parent, f"parent-{seed}-{step.position}.png", subfolder="curator")
-        result = await client.run(render_workflow(step.workflow, values))
+        result = await run_prompt(client, render_workflow(step.workflow, values))
         assert result.status == "success", result.error
         [out] = result.saved_images
         assert out.subfolder == f"run-0001/{step.slug}"
