@@ -47,18 +47,14 @@ from common import fresh_database
 from db.engine import SessionFactory, create_engine, create_session_factory
 from db.models import ImageCandidate
 from orchestration.approvals import awaiting_approval, ranked_candidates
+from orchestration.fit import fit_ratings
 from orchestration.jobs import recount_child_slots
 from orchestration.pairing import next_pair
 from orchestration.pipelines import import_pipeline
-from orchestration.ratings import (
-    expected_score,
-    fit_ratings,
-    ranking_key,
-    ratings_settled,
-    record_vote,
-    refit_step,
-)
+from orchestration.ranking import ranking_key
+from orchestration.refits import ratings_settled, refit_step
 from orchestration.runs import RunSettings, create_run
+from orchestration.votes import record_vote
 
 REPO = Path(__file__).resolve().parents[1]
 STEP = 2
@@ -143,7 +139,8 @@ def elo_right(
     right, done = [], 0
     for point in points:
         for w, lo in votes[done:point]:
-            delta = ELO_K * (1.0 - expected_score(ratings[w], ratings[lo]))
+            win = 1.0 / (1.0 + math.pow(10.0, (ratings[lo] - ratings[w]) / 400.0))
+            delta = ELO_K * (1.0 - win)
             ratings[w] += delta
             ratings[lo] -= delta
         done = max(done, min(point, len(votes)))

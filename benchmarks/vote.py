@@ -27,10 +27,12 @@ from sqlalchemy import select
 
 from db.engine import create_engine, create_session_factory
 from db.models import ImageCandidate, Vote
+from orchestration.fit import fit_ratings
 from orchestration.jobs import StoredImage, claim_next_job, complete_job
 from orchestration.pipelines import import_pipeline
-from orchestration.ratings import fit_ratings, ratings_settled, record_vote
+from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings, create_run
+from orchestration.votes import record_vote
 
 CANDIDATES = 20
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from bot.questions import ConfirmButton
 from db.engine import SessionFactory
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DatabaseBusy, DomainError
-from orchestration.ratings import finish_refits, refit_stale_steps
+from orchestration.refits import finish_refits, refit_stale_steps
 from orchestration.scheduler import Scheduler, SchedulerEvent
 from orchestration.text import clip
 

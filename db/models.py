@@ -245,7 +245,7 @@ class ImageCandidate(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     image_path: Mapped[str] = mapped_column(Text)
     # Rating on the Elo scale and its standard deviation, refitted from all votes of the step
-    # by orchestration.ratings; before any vote: 1000 and the prior's spread (PRIOR_ELO_SD).
+    # by orchestration.refits; before any vote: 1000 and the prior's spread (PRIOR_ELO_SD).
     elo: Mapped[float] = mapped_column(default=1000.0, server_default=text("1000.0"))
     elo_sd: Mapped[float] = mapped_column(default=491.35, server_default=text("491.35"))
     votes: Mapped[int] = mapped_column(default=0)

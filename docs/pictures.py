@@ -58,9 +58,10 @@ from orchestration.approvals import ranked_candidates  # noqa: E402
 from orchestration.errors import DuplicateVote  # noqa: E402
 from orchestration.overview import candidate_detail, run_for_channel  # noqa: E402
 from orchestration.pairing import next_pair  # noqa: E402
-from orchestration.ratings import ratings_settled, record_vote  # noqa: E402
+from orchestration.refits import ratings_settled  # noqa: E402
 from orchestration.runs import RunSettings  # noqa: E402
 from orchestration.scheduler import Scheduler, SchedulerEvent  # noqa: E402
+from orchestration.votes import record_vote  # noqa: E402
 
 PIPELINE = ROOT / "pipelines" / "cpu-demo"
 DEFAULT_OUT = Path(__file__).resolve().parent / "pictures"

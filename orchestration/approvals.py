@@ -18,7 +18,8 @@ from db.models import (
 )
 from orchestration.confidence import Confidence, check_k, top_k_confidence
 from orchestration.errors import Conflict, InvalidInput, NotFound
-from orchestration.ratings import RANKING, refit_step
+from orchestration.ranking import RANKING
+from orchestration.refits import refit_step
 from orchestration.runs import get_running_run
 from orchestration.selection import (
     RunCounts,

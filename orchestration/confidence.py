@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CandidateStatus, ImageCandidate
 from orchestration.errors import InvalidInput
-from orchestration.ratings import StepRatings, ranking_key, step_ratings
+from orchestration.fit import StepRatings
+from orchestration.ranking import ranking_key
+from orchestration.refits import step_ratings
 
 # Draws from the ratings' posterior that estimate the chance; seeded, so a figure is stable.
 CONFIDENCE_DRAWS = 4000

@@ -24,7 +24,7 @@ from db.models import (
 from orchestration.approvals import awaiting_approval
 from orchestration.confidence import Confidence, top_k_confidence
 from orchestration.errors import NotFound
-from orchestration.ratings import RANKING
+from orchestration.ranking import RANKING
 from orchestration.selection import decide_for_run
 
 

@@ -29,8 +29,8 @@ from db.models import (
     PipelineRunStep,
 )
 from orchestration.pairing import next_pair
-from orchestration.ratings import record_vote, reject_candidate
 from orchestration.runs import get_running_run
+from orchestration.votes import record_vote, reject_candidate
 
 OPEN_PAIRS_PER_RUN = 3
 # A pair reserved but never sent (the bot stopped in between) stops counting after this long.

@@ -10,11 +10,12 @@ from unittest.mock import AsyncMock
 import pytest
 from sqlalchemy import select
 
-import orchestration.ratings
+import orchestration.refits
 from bot.app import CuratorBot
 from cogs.voting import custom_id
 from db.models import ImageCandidate, Vote
-from orchestration.ratings import record_vote, refit_step, step_ratings
+from orchestration.refits import refit_step, step_ratings
+from orchestration.votes import record_vote, reject_candidate
 from tests.cogs.test_voting import press
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import make_bot
@@ -42,13 +43,13 @@ async def assert_stored_is_a_fresh_fit(session_factory, run: int, step: int) -> 
 def count_refits(monkeypatch) -> list[tuple[int, int]]:
     """Which (run, step) the start refits: a spy that calls the real refit."""
     refitted: list[tuple[int, int]] = []
-    real = orchestration.ratings.refit_step
+    real = orchestration.refits.refit_step
 
     async def spy(session, run_id: int, step: int):  # type: ignore[no-untyped-def]
         refitted.append((run_id, step))
         return await real(session, run_id, step)
 
-    monkeypatch.setattr(orchestration.ratings, "refit_step", spy)
+    monkeypatch.setattr(orchestration.refits, "refit_step", spy)
     return refitted
 
 
@@ -61,7 +62,7 @@ async def start(bot: CuratorBot) -> None:
 async def test_a_clean_stop_stores_the_ratings_of_the_last_votes(
     session_factory, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(orchestration.ratings, "REFIT_DELAY", 600.0)  # a stop cannot wait it out
+    monkeypatch.setattr(orchestration.refits, "REFIT_DELAY", 600.0)  # a stop cannot wait it out
     run, ids = await step_with_candidates(session_factory, tmp_path)
     bot = make_bot(session_factory, tmp_path)
     for a, b in [(0, 1), (2, 3), (0, 2), (1, 3)]:
@@ -81,7 +82,7 @@ async def test_a_start_refits_the_steps_a_kill_left_stale_and_only_those(
         others = [await add_candidate(s, second, 1) for _ in range(3)]
         for a, b in [(0, 1), (1, 2)]:  # this run's refit ran before the kill
             await record_vote(s, second, others[a], others[b], "alice")
-    await orchestration.ratings.ratings_settled()
+    await orchestration.refits.ratings_settled()
     async with session_factory() as s:
         # Nine votes committed, the process killed before their refit: ratings untouched.
         for voter in ("alice", "bob", "carol"):
@@ -96,7 +97,7 @@ async def test_a_start_refits_the_steps_a_kill_left_stale_and_only_those(
 
     refitted = count_refits(monkeypatch)
     bot = make_bot(session_factory, tmp_path)
-    with caplog.at_level(logging.WARNING, logger="orchestration.ratings"):
+    with caplog.at_level(logging.WARNING, logger="orchestration.refits"):
         await start(bot)
     try:
         assert refitted == [(run, 1)]
@@ -122,10 +123,10 @@ async def test_a_rejected_candidate_does_not_make_its_step_look_stale(
     async with session_factory() as s:
         await record_vote(s, run, ids[0], ids[1], "alice")
         await record_vote(s, run, ids[1], ids[2], "alice")
-        await orchestration.ratings.reject_candidate(s, run, ids[1], "bob")
+        await reject_candidate(s, run, ids[1], "bob")
         await refit_step(s, run, 1)
-    await orchestration.ratings.ratings_settled()
+    await orchestration.refits.ratings_settled()
     refitted = count_refits(monkeypatch)
     async with session_factory() as s:
-        assert await orchestration.ratings.refit_stale_steps(s) == []
+        assert await orchestration.refits.refit_stale_steps(s) == []
     assert refitted == []

@@ -17,8 +17,9 @@ from db.models import ImageCandidate
 from orchestration.approvals import approve_step
 from orchestration.confidence import top_k_confidence
 from orchestration.overview import gallery_page, set_run_channel
-from orchestration.ratings import ratings_settled, record_vote, reject_candidate
+from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings
+from orchestration.votes import record_vote, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import fake_interaction, fake_member, invoke, make_bot, replies
 

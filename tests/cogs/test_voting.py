@@ -13,8 +13,8 @@ from db.models import CandidateStatus, ImageCandidate, PairPost, Vote
 from orchestration.approvals import approve_step
 from orchestration.overview import set_run_channel
 from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
-from orchestration.ratings import reject_candidate
 from orchestration.scheduler import SchedulerEvent
+from orchestration.votes import reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import (
     fake_interaction,

@@ -11,7 +11,7 @@ from orchestration.confidence import (
     top_k_probability,
 )
 from orchestration.errors import InvalidInput
-from orchestration.ratings import fit_ratings
+from orchestration.fit import fit_ratings
 
 
 async def test_k_below_one_is_refused(session):

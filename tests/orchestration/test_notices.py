@@ -15,8 +15,8 @@ from orchestration.approvals import approve_step
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.notices import Notice, NoticeKind, due_notices, runs_to_notify
 from orchestration.overview import set_run_channel
-from orchestration.ratings import reject_candidate
 from orchestration.runs import RunSettings, complete_run, hold_run, resume_run
+from orchestration.votes import reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

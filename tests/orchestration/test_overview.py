@@ -11,8 +11,9 @@ from orchestration.confidence import FEW_VOTES_BELOW, top_k_confidence
 from orchestration.errors import NotFound
 from orchestration.overview import LineageItem, candidate_detail, gallery_page
 from orchestration.pairing import SETTLED_AT
-from orchestration.ratings import ratings_settled, record_vote, reject_candidate
+from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings
+from orchestration.votes import record_vote, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

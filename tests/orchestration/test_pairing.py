@@ -14,8 +14,9 @@ from orchestration.approvals import approve_step, awaiting_approval
 from orchestration.confidence import top_k_confidence
 from orchestration.errors import NotFound
 from orchestration.pairing import SETTLED_AT, Phase, next_pair
-from orchestration.ratings import ratings_settled, record_vote, reject_candidate
+from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings
+from orchestration.votes import record_vote, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

@@ -253,7 +253,7 @@ async def test_deficit_base_generation_until_t_then_no_work(session, tmp_path):
 
 
 async def test_rejected_final_candidates_reopen_deficit(session, tmp_path):
-    from orchestration.ratings import reject_candidate
+    from orchestration.votes import reject_candidate
 
     await make_pipeline(session, tmp_path, steps=2)
     run = await make_run(
@@ -315,7 +315,7 @@ async def test_gates_block_unapproved_step(session, tmp_path):
 
 
 async def test_rejected_candidate_is_never_a_parent(session, tmp_path):
-    from orchestration.ratings import reject_candidate
+    from orchestration.votes import reject_candidate
 
     await make_pipeline(session, tmp_path, steps=2)
     run = await make_run(session, settings=RunSettings(gates=False, max_children=3))

@@ -20,7 +20,7 @@ import traceback
 
 import alembic.command  # noqa: F401 - what an upgrade loads, loaded once before the forks
 
-import orchestration.ratings  # noqa: F401 - migration 0002 fits ratings with it
+import orchestration.fit  # noqa: F401 - loads choix, numpy and scipy, which migration 0002 fits with
 from db.migrate import upgrade_database
 
 
