@@ -1,4 +1,4 @@
-"""The Bradley–Terry fit of one step's votes (DESIGN §1.4).
+"""The Bradley–Terry fit of one step's votes (docs/voting.md, "Ratings").
 
 A step's ratings are a Bradley–Terry fit of all its votes (`choix`), not a running sum of
 per-vote nudges: the same votes give the same ratings whatever their order, and every rating

@@ -1,4 +1,4 @@
-"""Recording a vote and rejecting a candidate (DESIGN §1.4)."""
+"""Recording a vote and rejecting a candidate (docs/voting.md, "Ratings")."""
 
 from __future__ import annotations
 

@@ -181,6 +181,12 @@ class FakeResponse:
     def is_done(self) -> bool:
         return self.deferred or bool(self.sent)
 
+    def arrived(self) -> None:
+        """The interaction reaches its handler now: Discord's 3 s count from here, not from when
+        the test built it (the test may set up slowly on a busy machine)."""
+        if not self.is_done():
+            self.created = asyncio.get_running_loop().time()
+
     def _answer(self) -> None:
         if self.is_done():
             raise rules.refuse(
@@ -299,6 +305,7 @@ async def tap(
     from cogs.voting import VoteButton
 
     interaction = fake_interaction(bot, user=user, message=message, custom_id=custom_id)
+    interaction.response.arrived()
     await bot.on_interaction(interaction)
     live = {c.custom_id for row in message.components for c in row.children}
     if custom_id not in live:
@@ -317,6 +324,7 @@ async def invoke(
 ) -> None:
     """Run a command as discord.py would: its checks, then the callback, errors to the tree."""
     bot: CuratorBot = interaction.client
+    interaction.response.arrived()
     try:
         for check in command.checks:
             await discord.utils.maybe_coroutine(check, interaction)

@@ -1,4 +1,4 @@
-"""The Bradley–Terry fit of a step's votes (DESIGN §1.4)."""
+"""The Bradley–Terry fit of a step's votes (docs/voting.md, "Ratings")."""
 
 from __future__ import annotations
 

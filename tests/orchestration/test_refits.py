@@ -1,4 +1,4 @@
-"""Storing a step's fitted ratings after its votes (DESIGN §1.4)."""
+"""Storing a step's fitted ratings after its votes (docs/voting.md, "Ratings")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Recording votes and rejecting candidates (DESIGN §1.4)."""
+"""Recording votes and rejecting candidates (docs/voting.md, "Ratings")."""
 
 from __future__ import annotations
 
