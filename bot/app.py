@@ -194,7 +194,7 @@ class CuratorBot(commands.Bot):
         }
         if custom_id in live:
             return
-        shown = f": {clip(message.content, 1500)}" if message.content else "."
+        shown = f": {message.content}" if message.content else "."
         await reply_ephemeral(interaction, f"This was already answered{shown}")
 
     async def close(self) -> None:

@@ -32,13 +32,15 @@ class Question:
         self._answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
     def view(self) -> discord.ui.View:
+        """The buttons to post; from now on a tap counts, even one that comes before
+        `answer()` is awaited."""
+        _waiting[self.key] = self
         view = discord.ui.View(timeout=None)
         view.add_item(ConfirmButton(self.command, self.key, "yes"))
         view.add_item(ConfirmButton(self.command, self.key, "no"))
         return view
 
     async def answer(self) -> bool:
-        _waiting[self.key] = self
         try:
             return await asyncio.wait_for(asyncio.shield(self._answer), self.timeout)
         except TimeoutError:

@@ -53,13 +53,10 @@ LABELS: dict[Action, tuple[str, discord.ButtonStyle]] = {
 }
 
 
-# What a tap that could not be recorded tells the person (after orchestration.busy.BUSY).
+# What a tap that could not be recorded was, for the line after orchestration.busy.BUSY.
 NOT_RECORDED: dict[Action, str] = {
-    "a": "your vote was not recorded. Tap again in a minute",
-    "b": "your vote was not recorded. Tap again in a minute",
-    "s": "the skip was not recorded. Tap again in a minute",
-    "ra": "the rejection was not recorded. Tap again in a minute",
-    "rb": "the rejection was not recorded. Tap again in a minute",
+    "a": "your vote", "b": "your vote", "s": "the skip",
+    "ra": "the rejection", "rb": "the rejection",
 }
 
 
@@ -109,7 +106,7 @@ class VoteButton(
                 voter=voter,
                 message_id=message.id if message is not None else None,
             ),
-            refusal=NOT_RECORDED[self.action],
+            refusal=f"{NOT_RECORDED[self.action]} was not recorded. Tap again in a minute",
             what=f"run {self.run_id}: a tap on #{self.a} vs #{self.b}",
         )
         bot.scheduler.wake()

@@ -10,7 +10,7 @@ import discord
 import pytest
 from sqlalchemy import select
 
-from bot.questions import Question
+from bot.questions import ConfirmButton, Question
 from cogs.runs import Runs, parse_variables
 from comfy.capabilities import fetch_capabilities
 from comfy.client import ComfyClient
@@ -223,10 +223,12 @@ async def test_a_confirm_from_before_a_restart_says_the_question_expired(cog, se
     async with session_factory() as s:
         await make_run(s)
     asker = fake_member()
-    question = Question("complete", asker.id)  # asked by a bot process that is gone now
+    gone = discord.ui.View()  # posted by a bot process that is gone now, with its question
+    gone.add_item(ConfirmButton("complete", "0123456789abcdef", "yes"))
+    gone.add_item(ConfirmButton("complete", "0123456789abcdef", "no"))
     message = fake_message(fake_text_channel(), content="Complete run #1?", ephemeral=True,
-                           view=question.view())
-    confirm = next(c.custom_id for c in question.view().children if c.item.label == "Confirm")
+                           view=gone)
+    confirm = next(c.custom_id for c in gone.children if c.item.label == "Confirm")
     restarted = make_bot(session_factory, cog.bot.settings.data_dir)
     pressed = await tap(restarted, message, confirm, user=asker)
     assert pressed.response.is_done()
@@ -255,3 +257,15 @@ async def test_only_the_asker_answers_a_question(cog, session_factory):
 
 def buttons_of(message) -> dict[str, str]:
     return {c.label: c.custom_id for row in message.components for c in row.children}
+
+
+async def test_a_confirm_tapped_as_soon_as_the_question_shows_counts(cog):
+    """The message is on the phone before the command starts waiting for its answer."""
+    asker = fake_member()
+    question = Question("complete", asker.id)
+    view = question.view()
+    message = fake_message(fake_text_channel(), content="Complete run #1?", ephemeral=True,
+                           view=view)
+    confirm = next(c.custom_id for c in view.children if c.item.label == "Confirm")
+    await tap(cog.bot, message, confirm, user=asker)
+    assert await question.answer() is True
