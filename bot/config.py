@@ -8,8 +8,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import DEFAULT_DATABASE_URL
-from db.models import SelectionOrder
 from orchestration.runs import RunSettings
+from orchestration.states import SelectionOrder
 
 
 class ConfigError(Exception):

@@ -27,7 +27,6 @@ from bot.render import (
     to_rgb,
 )
 from cogs.common import AnyRunOption, resolve_run
-from db.models import CandidateStatus
 from orchestration.overview import (
     CandidateDetail,
     GalleryItem,
@@ -36,6 +35,7 @@ from orchestration.overview import (
     gallery_page,
 )
 from orchestration.scheduler import SchedulerEvent
+from orchestration.states import CandidateStatus
 from orchestration.text import plural
 
 log = logging.getLogger(__name__)

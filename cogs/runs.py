@@ -13,11 +13,11 @@ from bot.app import CuratorBot, changed, defer_public
 from bot.permissions import curator_only
 from bot.questions import Question
 from cogs.common import RunOption, resolve_run
-from db.models import RunStatus, SelectionOrder
 from orchestration.errors import InvalidInput
 from orchestration.overview import RunOverview, run_overviews, set_run_channel
 from orchestration.pipelines import list_pipelines
 from orchestration.runs import RunCreated, complete_run, create_run, resume_run
+from orchestration.states import RunStatus, SelectionOrder
 from orchestration.text import NAME_MAX, clip, plural, quoted
 
 log = logging.getLogger(__name__)

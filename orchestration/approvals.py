@@ -9,13 +9,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
-from db.models import (
-    IN_FLIGHT,
-    CandidateStatus,
-    ImageCandidate,
-    Job,
-    PipelineRunStep,
-)
+from db.models import ImageCandidate, Job, PipelineRunStep
 from orchestration.confidence import Confidence, check_k, top_k_confidence
 from orchestration.errors import Conflict, InvalidInput, NotFound
 from orchestration.ranking import RANKING
@@ -28,6 +22,7 @@ from orchestration.selection import (
     eligible_parent_filter,
     plan_and_counts,
 )
+from orchestration.states import IN_FLIGHT, CandidateStatus
 from orchestration.text import person
 
 

@@ -17,11 +17,12 @@ from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import CandidateStatus, ImageCandidate
+from db.models import ImageCandidate
 from orchestration.errors import InvalidInput
 from orchestration.fit import StepRatings
 from orchestration.ranking import ranking_key
 from orchestration.refits import step_ratings
+from orchestration.states import CandidateStatus
 
 # Draws from the ratings' posterior that estimate the chance; seeded, so a figure is stable.
 CONFIDENCE_DRAWS = 4000

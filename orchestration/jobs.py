@@ -19,12 +19,8 @@ from sqlalchemy.orm import aliased
 
 from db.base import utcnow
 from db.models import (
-    IN_FLIGHT,
-    CandidateStatus,
     ImageCandidate,
     Job,
-    JobMode,
-    JobStatus,
     PipelineRun,
     PipelineRunStep,
     PipelineStep,
@@ -33,6 +29,7 @@ from db.models import (
 from orchestration.errors import NotFound
 from orchestration.rejection import mark_rejected
 from orchestration.selection import JobDecision, Mode, select_next_job
+from orchestration.states import IN_FLIGHT, CandidateStatus, JobMode, JobStatus
 
 # Seeds fit in 24 bits so a seed can also feed integer inputs with that range (EmptyImage's
 # colour in the CPU demo pipeline); a run never repeats one.

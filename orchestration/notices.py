@@ -20,17 +20,11 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
-from db.models import (
-    CandidateStatus,
-    ImageCandidate,
-    Job,
-    PipelineRun,
-    PipelineRunStep,
-    RunStatus,
-)
+from db.models import ImageCandidate, Job, PipelineRun, PipelineRunStep
 from orchestration.approvals import awaiting_approval
 from orchestration.overview import run_has_work
 from orchestration.selection import plan_and_counts
+from orchestration.states import CandidateStatus, RunStatus
 
 
 class NoticeKind(StrEnum):

@@ -11,21 +11,13 @@ from sqlalchemy import ColumnElement, String, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from db.models import (
-    CandidateStatus,
-    ImageCandidate,
-    Pipeline,
-    PipelineRun,
-    PipelineRunStep,
-    PipelineStep,
-    RunStatus,
-    Vote,
-)
+from db.models import ImageCandidate, Pipeline, PipelineRun, PipelineRunStep, PipelineStep, Vote
 from orchestration.approvals import awaiting_approval
 from orchestration.confidence import Confidence, top_k_confidence
 from orchestration.errors import NotFound
 from orchestration.ranking import RANKING
 from orchestration.selection import decide_for_run
+from orchestration.states import CandidateStatus, RunStatus
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,10 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
-from db.models import (
-    CandidateStatus,
-    ImageCandidate,
-    PairPost,
-    PipelineRun,
-    PipelineRunStep,
-)
+from db.models import ImageCandidate, PairPost, PipelineRun, PipelineRunStep
 from orchestration.pairing import next_pair
 from orchestration.runs import get_running_run
+from orchestration.states import CandidateStatus
 from orchestration.votes import record_vote, reject_candidate
 
 OPEN_PAIRS_PER_RUN = 3

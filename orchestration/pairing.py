@@ -32,10 +32,11 @@ from numpy.typing import NDArray
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import CandidateStatus, ImageCandidate, PipelineRunStep, Vote
+from db.models import ImageCandidate, PipelineRunStep, Vote
 from orchestration.approvals import awaiting_approval
 from orchestration.confidence import step_posterior, top_k_probability
 from orchestration.runs import get_running_run
+from orchestration.states import CandidateStatus
 
 # The top k of a step are settled when they are the true top k with this probability (the
 # figure the /approve preview shows). Checked after every vote, so it flatters itself a little;

@@ -3,7 +3,8 @@ image file is gone alike."""
 
 from __future__ import annotations
 
-from db.models import CandidateStatus, ImageCandidate
+from db.models import ImageCandidate
+from orchestration.states import CandidateStatus
 
 
 def mark_rejected(candidate: ImageCandidate, by: str) -> None:

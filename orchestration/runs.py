@@ -11,16 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from db.base import utcnow
-from db.models import (
-    HoldKind,
-    Pipeline,
-    PipelineRun,
-    PipelineRunStep,
-    PipelineStep,
-    RunStatus,
-    SelectionOrder,
-)
+from db.models import Pipeline, PipelineRun, PipelineRunStep, PipelineStep
 from orchestration.errors import Conflict, InvalidInput, MissingVariables, NotFound
+from orchestration.states import HoldKind, RunStatus, SelectionOrder
 from orchestration.text import NAME_MAX, quoted, slugify
 
 # Placeholders the system fills for every job; a run never supplies them.

@@ -43,7 +43,7 @@ from comfy.errors import (
     ComfyUnhealthy,
 )
 from db.engine import SessionFactory
-from db.models import HoldKind, Job, JobStatus, PipelineRun, PipelineStep, RunStatus
+from db.models import Job, PipelineRun, PipelineStep
 from orchestration.errors import DomainError
 from orchestration.jobs import (
     ClaimedJob,
@@ -69,6 +69,7 @@ from orchestration.runs import (
     lift_holds,
     problem_lines,
 )
+from orchestration.states import HoldKind, JobStatus, RunStatus
 from orchestration.storage import (
     image_relpath,
     image_suffix,

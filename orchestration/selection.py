@@ -29,17 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import (
-    IN_FLIGHT,
-    CandidateStatus,
-    ImageCandidate,
-    Job,
-    PipelineRun,
-    PipelineStep,
-    RunStatus,
-    SchedulerState,
-    SelectionOrder,
-)
+from db.models import ImageCandidate, Job, PipelineRun, PipelineStep, SchedulerState
+from orchestration.states import IN_FLIGHT, CandidateStatus, RunStatus, SelectionOrder
 
 
 class Mode(StrEnum):

@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
 from db.base import utcnow
-from db.models import CandidateStatus, ImageCandidate, PipelineRun, RunStatus, Vote
+from db.models import ImageCandidate, PipelineRun, Vote
 from orchestration.errors import Conflict, DuplicateVote, InvalidInput, NotFound
 from orchestration.refits import refit_step, schedule_refit
 from orchestration.rejection import mark_rejected
 from orchestration.runs import get_running_run
+from orchestration.states import CandidateStatus, RunStatus
 
 
 @dataclass(frozen=True)

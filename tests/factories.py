@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import CandidateStatus, ImageCandidate, PipelineRunStep
+from db.models import ImageCandidate, PipelineRunStep
 from orchestration.jobs import arrival_advancing, recount_child_slots
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
+from orchestration.states import CandidateStatus
 
 
 def base_workflow(prompt: str = "{{prompt}}") -> dict[str, Any]:

@@ -15,9 +15,10 @@ from bot.cli import main
 from bot.demo import DemoError, DemoOptions, run_demo
 from comfy.simulator import SimulatedComfy
 from db.engine import create_engine, create_session_factory
-from db.models import PipelineRun, RunStatus
+from db.models import PipelineRun
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
+from orchestration.states import RunStatus
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,10 +19,11 @@ from cogs.notifications import Notifications
 from cogs.runs import Runs
 from cogs.voting import VoteButton, Voting
 from comfy.simulator import SimulatedComfy
-from db.models import ImageCandidate, PairPost, PipelineRun, RunStatus, Vote
+from db.models import ImageCandidate, PairPost, PipelineRun, Vote
 from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
 from orchestration.pipelines import import_pipeline
 from orchestration.scheduler import Scheduler
+from orchestration.states import RunStatus
 from tests.helpers import (
     confirmed,
     created_channels,

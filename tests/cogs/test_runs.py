@@ -15,10 +15,11 @@ from cogs.runs import Runs, parse_variables
 from comfy.capabilities import fetch_capabilities
 from comfy.client import ComfyClient
 from comfy.simulator import SimulatedComfy
-from db.models import PipelineRun, RunStatus
+from db.models import PipelineRun
 from orchestration.errors import InvalidInput
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import hold_run
+from orchestration.states import RunStatus
 from tests.factories import make_pipeline, make_run
 from tests.helpers import (
     confirmed,

@@ -21,9 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from db.engine import create_engine, create_session_factory
-from db.models import IN_FLIGHT, ImageCandidate, Job, JobStatus, PipelineRun
+from db.models import ImageCandidate, Job, PipelineRun
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
+from orchestration.states import IN_FLIGHT, JobStatus
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEDULER_KILLS = 22

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.models import CandidateStatus, ImageCandidate
+from db.models import ImageCandidate
 from orchestration.approvals import approve_step
 from orchestration.confidence import FEW_VOTES_BELOW, top_k_confidence
 from orchestration.errors import NotFound
@@ -13,6 +13,7 @@ from orchestration.overview import LineageItem, candidate_detail, gallery_page
 from orchestration.pairing import SETTLED_AT
 from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings
+from orchestration.states import CandidateStatus
 from orchestration.votes import record_vote, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 

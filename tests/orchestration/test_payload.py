@@ -8,12 +8,13 @@ import random
 import pytest
 from sqlalchemy import func, select
 
-from db.models import Job, JobStatus, PipelineRun
+from db.models import Job, PipelineRun
 from orchestration.errors import MissingVariables
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.payload import prepare_submission, stored_prompt
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
+from orchestration.states import JobStatus
 
 
 def typed_pipeline(folder):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from db.models import PipelineRun, PipelineRunStep, RunStatus
+from db.models import PipelineRun, PipelineRunStep
 from orchestration.errors import Conflict, InvalidInput, NotFound
 from orchestration.runs import (
     RunSettings,
@@ -14,6 +14,7 @@ from orchestration.runs import (
     hold_run,
     resume_run,
 )
+from orchestration.states import RunStatus
 from tests.factories import make_pipeline, make_run
 
 

@@ -24,18 +24,11 @@ import orchestration.scheduler as scheduler_module
 from comfy.client import ComfyClient
 from comfy.simulator import SimulatedComfy
 from db.engine import SessionFactory, create_engine, create_session_factory
-from db.models import (
-    CandidateStatus,
-    ComfyWorker,
-    HoldKind,
-    ImageCandidate,
-    Job,
-    JobStatus,
-    PipelineRun,
-)
+from db.models import ComfyWorker, ImageCandidate, Job, PipelineRun
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.runs import RunSettings
 from orchestration.scheduler import Scheduler, SchedulerEvent
+from orchestration.states import CandidateStatus, HoldKind, JobStatus
 from orchestration.storage import write_atomically
 from tests.orchestration.test_scheduler import FAST, idle, sim, start_runs
 

@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import func, select
 
 from db.engine import create_engine, create_session_factory
-from db.models import ImageCandidate, Job, JobStatus, SelectionOrder
+from db.models import ImageCandidate, Job
 from orchestration.approvals import approve_step
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job, end_job
 from orchestration.runs import RunSettings, complete_run, hold_run, resume_run
 from orchestration.selection import Mode, select_next_job
+from orchestration.states import JobStatus, SelectionOrder
 from tests.factories import add_candidate, make_pipeline, make_run
 
 GATES_OFF = RunSettings(gates=False)
