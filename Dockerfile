@@ -16,6 +16,7 @@ COPY cogs ./cogs
 COPY comfy ./comfy
 COPY db ./db
 COPY orchestration ./orchestration
+COPY scheduler ./scheduler
 COPY pipelines ./pipelines
 RUN pip install --no-cache-dir -c constraints.txt -e . \
     && useradd --create-home curator && mkdir -p /app/data && chown curator /app/data

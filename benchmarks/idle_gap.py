@@ -27,7 +27,7 @@ from comfy.simulator import SimulatedComfy
 from db.engine import create_engine, create_session_factory
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
-from orchestration.scheduler import Scheduler
+from scheduler.process import Scheduler
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "cpu-demo"
 SETTINGS = RunSettings(max_children=2, target_leaves=1, gates=False)

@@ -27,7 +27,7 @@ from common import fresh_database
 
 import bot.render  # noqa: F401
 import comfy.client  # noqa: F401
-import orchestration.scheduler  # noqa: F401
+import scheduler.process  # noqa: F401
 from db.engine import create_engine, create_session_factory
 from orchestration.approvals import ranked_candidates
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job

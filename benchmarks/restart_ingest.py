@@ -31,7 +31,7 @@ from db.engine import SessionFactory, create_engine, create_session_factory
 from db.models import ImageCandidate
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
-from orchestration.scheduler import Scheduler
+from scheduler.process import Scheduler
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "cpu-demo"
 SLOW_POLL = {"idle_poll_interval": 30.0, "poll_interval": 30.0, "silence_after": 30.0}

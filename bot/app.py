@@ -17,8 +17,9 @@ from db.engine import SessionFactory
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DatabaseBusy, DomainError
 from orchestration.refits import finish_refits, refit_stale_steps
-from orchestration.scheduler import Scheduler, SchedulerEvent
 from orchestration.text import clip
+from scheduler.events import SchedulerEvent
+from scheduler.process import Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -52,10 +52,11 @@ from orchestration.errors import DuplicateVote
 from orchestration.pipelines import import_pipeline
 from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings, complete_run, create_run, get_run
-from orchestration.scheduler import JobProgress, Scheduler, SchedulerEvent
 from orchestration.selection import decide_for_run, plan_and_counts, runs_in_rotation
 from orchestration.text import plural
 from orchestration.votes import record_vote
+from scheduler.events import JobProgress, SchedulerEvent
+from scheduler.process import Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
 from db.migrate import upgrade_database
-from orchestration.scheduler import Scheduler
+from scheduler.process import Scheduler
 
 log = logging.getLogger(__name__)
 

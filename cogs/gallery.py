@@ -34,9 +34,9 @@ from orchestration.overview import (
     candidate_detail,
     gallery_page,
 )
-from orchestration.scheduler import SchedulerEvent
 from orchestration.states import CandidateStatus
 from orchestration.text import plural
+from scheduler.events import SchedulerEvent
 
 log = logging.getLogger(__name__)
 

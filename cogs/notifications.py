@@ -11,9 +11,9 @@ from discord.ext import commands
 from bot.app import MESSAGE_MAX, CuratorBot
 from orchestration.notices import due_notices, runs_to_notify
 from orchestration.overview import run_channel, running_run_channels
-from orchestration.scheduler import SchedulerEvent
 from orchestration.states import HoldKind
 from orchestration.text import clip
+from scheduler.events import SchedulerEvent
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from orchestration.pair_posts import (
     mark_sent,
     plan_pairs,
 )
-from orchestration.scheduler import SchedulerEvent
 from orchestration.text import plural
+from scheduler.events import SchedulerEvent
 
 log = logging.getLogger(__name__)
 

@@ -60,8 +60,9 @@ from orchestration.overview import candidate_detail, run_for_channel  # noqa: E4
 from orchestration.pairing import next_pair  # noqa: E402
 from orchestration.refits import ratings_settled  # noqa: E402
 from orchestration.runs import RunSettings  # noqa: E402
-from orchestration.scheduler import Scheduler, SchedulerEvent  # noqa: E402
 from orchestration.votes import record_vote  # noqa: E402
+from scheduler.events import SchedulerEvent  # noqa: E402
+from scheduler.process import Scheduler  # noqa: E402
 
 PIPELINE = ROOT / "pipelines" / "cpu-demo"
 DEFAULT_OUT = Path(__file__).resolve().parent / "pictures"

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from db.engine import SQLITE_PRAGMAS
 from orchestration.errors import Conflict, InvalidInput, NotFound
-from orchestration.storage import sync_folder
+from scheduler.storage import sync_folder
 
 
 @dataclass(frozen=True)

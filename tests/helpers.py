@@ -17,7 +17,7 @@ from discord import app_commands
 from bot.app import CuratorBot
 from bot.config import Settings
 from db.engine import SessionFactory
-from orchestration.scheduler import Scheduler
+from scheduler.process import Scheduler
 from tests import discord_rules as rules
 
 CURATOR_ROLE = 4242

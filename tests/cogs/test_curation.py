@@ -22,8 +22,8 @@ from comfy.simulator import SimulatedComfy
 from db.models import ImageCandidate, PairPost, PipelineRun, Vote
 from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
 from orchestration.pipelines import import_pipeline
-from orchestration.scheduler import Scheduler
 from orchestration.states import RunStatus
+from scheduler.process import Scheduler
 from tests.helpers import (
     confirmed,
     created_channels,

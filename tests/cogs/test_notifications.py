@@ -13,8 +13,8 @@ from db.models import PipelineRun
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.overview import set_run_channel
 from orchestration.runs import RunSettings, complete_run
-from orchestration.scheduler import SchedulerEvent
 from orchestration.states import HoldKind
+from scheduler.events import SchedulerEvent
 from tests.factories import make_pipeline, make_run
 from tests.helpers import confirmed, fake_interaction, fake_text_channel, invoke, make_bot
 

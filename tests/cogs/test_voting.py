@@ -13,9 +13,9 @@ from db.models import ImageCandidate, PairPost, Vote
 from orchestration.approvals import approve_step
 from orchestration.overview import set_run_channel
 from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
-from orchestration.scheduler import SchedulerEvent
 from orchestration.states import CandidateStatus
 from orchestration.votes import reject_candidate
+from scheduler.events import SchedulerEvent
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import (
     fake_interaction,

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, text
 import db.migrate
 from db.engine import create_engine
 from db.migrate import upgrade_database
-from orchestration.storage import write_atomically
+from scheduler.storage import write_atomically
 
 FULL = 2
 PRAGMAS = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")

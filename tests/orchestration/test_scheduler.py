@@ -19,8 +19,9 @@ from orchestration.approvals import approve_step, awaiting_approval
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run, resume_run
-from orchestration.scheduler import Scheduler, SchedulerEvent
 from orchestration.states import JobStatus
+from scheduler.events import SchedulerEvent
+from scheduler.process import Scheduler
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"retry_attempts": 2, "retry_wait": 0.01, "retry_max_wait": 0.02,

@@ -20,16 +20,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-import orchestration.scheduler as scheduler_module
+import scheduler.process as scheduler_module
 from comfy.client import ComfyClient
 from comfy.simulator import SimulatedComfy
 from db.engine import SessionFactory, create_engine, create_session_factory
 from db.models import ComfyWorker, ImageCandidate, Job, PipelineRun
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.runs import RunSettings
-from orchestration.scheduler import Scheduler, SchedulerEvent
 from orchestration.states import CandidateStatus, HoldKind, JobStatus
-from orchestration.storage import write_atomically
+from scheduler.events import SchedulerEvent
+from scheduler.process import Scheduler
+from scheduler.storage import write_atomically
 from tests.orchestration.test_scheduler import FAST, idle, sim, start_runs
 
 __all__ = ["sim"]  # the fixture, shared with test_scheduler

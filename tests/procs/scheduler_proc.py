@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from db.engine import create_engine, create_session_factory
-from orchestration.scheduler import Scheduler
+from scheduler.process import Scheduler
 
 CLIENT = {"retry_attempts": 3, "retry_wait": 0.02, "retry_max_wait": 0.1,
           "request_timeout": 5.0, "connect_timeout": 1.0, "poll_interval": 0.05,

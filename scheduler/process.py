@@ -18,19 +18,16 @@ import asyncio
 import contextlib
 import errno
 import hashlib
-import io
 import logging
 import os
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from PIL import Image
 from sqlalchemy import select
 
 from comfy.capabilities import WorkerCapabilities, check_steps, fetch_capabilities
@@ -70,13 +67,15 @@ from orchestration.runs import (
     problem_lines,
 )
 from orchestration.states import HoldKind, JobStatus, RunStatus
-from orchestration.storage import (
+from orchestration.workers import worker_client_id
+from scheduler.events import EventHandler, JobProgress, SchedulerEvent
+from scheduler.parents import ParentUnreadable, read_parent
+from scheduler.storage import (
     image_relpath,
     image_suffix,
     remove_partial_files,
     write_atomically,
 )
-from orchestration.workers import worker_client_id
 
 log = logging.getLogger(__name__)
 
@@ -93,43 +92,6 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUO
 TOO_DEEP = ("the workflow is nested too deeply for Python to load, fill in or send it "
             "(recursion limit); flatten the inputs that nest lists or objects")
 
-EventKind = Literal["job_succeeded", "job_failed", "run_held", "run_resumed", "worker_down",
-                    "worker_up", "worker_unhealthy"]
-
-
-@dataclass(frozen=True)
-class SchedulerEvent:
-    """Something the bot may tell people about."""
-
-    kind: EventKind
-    message: str
-    worker: str
-    run_id: int | None = None
-    job_id: int | None = None
-    step: int | None = None
-    candidate_ids: tuple[int, ...] = ()
-    image_paths: tuple[str, ...] = ()  # the new candidates' files, relative to DATA_DIR
-    hold_kind: HoldKind | None = None  # run_held: who lifts it
-
-
-@dataclass
-class JobProgress:
-    """The job in flight on one worker, for `/status` and the demo's live view."""
-
-    job_id: int
-    run_id: int
-    step: int
-    worker: str
-    started: float = field(default_factory=time.monotonic)
-    node: str | None = None
-    value: float = 0.0
-    maximum: float = 0.0
-
-    @property
-    def fraction(self) -> float:
-        return self.value / self.maximum if self.maximum else 0.0
-
-
 class _JobLog(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every line with the run and job it is about."""
 
@@ -142,32 +104,6 @@ class _JobLog(logging.LoggerAdapter[logging.Logger]):
 
 def _job_log(run_id: int, job_id: int) -> _JobLog:
     return _JobLog(log, {"run_id": run_id, "job_id": job_id})
-
-
-EventHandler = Callable[[SchedulerEvent], Awaitable[None]]
-
-
-class _ParentUnreadable(Exception):
-    """The parent's file is gone or is not an image: the candidate cannot be a parent."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
-
-
-def _read_parent(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError) as err:
-        raise _ParentUnreadable("missing") from err
-    except IsADirectoryError as err:
-        raise _ParentUnreadable("not a readable image") from err
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-    except Exception as err:  # Pillow raises many kinds for a broken file
-        raise _ParentUnreadable("not a readable image") from err
-    return data
 
 
 class Scheduler:
@@ -512,7 +448,7 @@ class Scheduler:
         prompt_id = uuid.uuid4().hex
         try:
             parent_image = await self._upload_parent(client, ctx)
-        except _ParentUnreadable as err:
+        except ParentUnreadable as err:
             await self._reject_parent(ctx, err.what, client.url)
             return
         except OSError as err:
@@ -547,7 +483,7 @@ class Scheduler:
         load each other's parents, and bytes already there are not sent again."""
         if ctx.parent_path is None:
             return None
-        data = await asyncio.to_thread(_read_parent, self.data_dir / ctx.parent_path)
+        data = await asyncio.to_thread(read_parent, self.data_dir / ctx.parent_path)
         name = f"cc-{hashlib.sha256(data).hexdigest()[:32]}{image_suffix(ctx.parent_path)}"
         if await client.input_exists(name, UPLOAD_SUBFOLDER):
             return f"{UPLOAD_SUBFOLDER}/{name}"
