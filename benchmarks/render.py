@@ -29,10 +29,10 @@ from bot.render import (
     Badge,
     Rendered,
     SheetItem,
-    make_thumbnail,
     render_contact_sheet,
     render_pair,
 )
+from scheduler.thumbnails import make_thumbnail
 
 SEED = 20240611
 SIZE = 1024

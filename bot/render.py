@@ -13,7 +13,6 @@ ASCII or replaced with "?" rather than drawn as empty boxes.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import math
@@ -28,6 +27,17 @@ from typing import Final, Literal
 
 from PIL import Image, ImageDraw, ImageFont
 
+from scheduler.thumbnails import (
+    PANEL,
+    THUMB_SIDE,
+    is_current,
+    load_fitted,
+    remake_thumbnail,
+    scale_to_fit,
+    thumbnail_path,
+    to_rgb,
+)
+
 __all__ = [
     "PAIR_MAX_BYTES",
     "SHEET_MAX_BYTES",
@@ -36,10 +46,8 @@ __all__ = [
     "Rendered",
     "SheetItem",
     "encode",
-    "make_thumbnail",
     "render_contact_sheet",
     "render_pair",
-    "thumbnail_path",
     "to_rgb",
 ]
 
@@ -82,7 +90,7 @@ class RenderTooLargeError(ValueError):
 # --- look -------------------------------------------------------------------------
 
 _BG: Final[RGB] = (30, 31, 34)  # close to Discord's dark theme, so the picture blends in
-_PANEL: Final[RGB] = (43, 45, 49)  # letterbox around images that don't fill their box
+_PANEL: Final[RGB] = PANEL  # letterbox around images that don't fill their box
 _PLACEHOLDER: Final[RGB] = (92, 94, 100)
 _TEXT: Final[RGB] = (242, 243, 245)
 _MUTED: Final[RGB] = (181, 186, 193)
@@ -111,7 +119,7 @@ _BADGE_STYLE: Final[dict[str, tuple[str, RGB]]] = {
 _MAX_WIDTH: Final = 1280  # Discord shows wider images scaled down anyway
 _PAD: Final = 16
 _SHEET_MIN_WIDTH: Final = 640  # keeps the title legible for 1-2 item sheets
-_SHEET_MAX_TILE: Final = 400  # bigger tiles only make the sheet taller
+_SHEET_MAX_TILE: Final = THUMB_SIDE  # bigger tiles only make the sheet taller
 _ASPECT_RANGE: Final = (0.5, 1.5)  # pair image box height / width
 
 # --- encoding ---------------------------------------------------------------------
@@ -259,118 +267,26 @@ _POOL: Final = ThreadPoolExecutor(
 )
 
 
-def _load_fitted(path: Path, box: tuple[int, int]) -> Image.Image | None:
-    """Decode path scaled to fit box (aspect kept); None means "draw a placeholder"."""
-    try:
-        with Image.open(path) as im:
-            if im.format == "JPEG":
-                # DCT scaling decodes at 1/2..1/8 size directly: several times faster.
-                im.draft("RGB", box)
-            im.load()
-            rgb = to_rgb(im)
-    except Exception as exc:  # any decoder failure just means "unreadable"
-        logger.warning("render: cannot read image %s: %s", path, exc)
-        return None
-    return _scale_to_fit(rgb, box)
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """The image as plain RGB: transparency flattened onto the panel colour, 16-bit grey
-    scaled rather than clipped."""
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, _PANEL)
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return flat
-    if im.mode == "I" or im.mode.startswith("I;16"):
-        # 16-bit greyscale: a plain convert would clip everything above 255 to white.
-        return im.convert("I").point(lambda v: v / 256).convert("RGB")
-    return im.convert("RGB")
-
-
-def _scale_to_fit(im: Image.Image, box: tuple[int, int]) -> Image.Image:
-    scale = min(box[0] / im.width, box[1] / im.height)
-    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-    if size == im.size:
-        return im
-    if scale > 1:
-        return im.resize(size, Image.Resampling.BICUBIC)
-    # HAMMING: as cheap as BILINEAR but sharper. reducing_gap lets big downscales
-    # start with a fast integer box reduction (e.g. 1024 -> 341 -> 305).
-    return im.resize(size, Image.Resampling.HAMMING, reducing_gap=1.0)
-
-
 def _probe_aspect(path: Path) -> float | None:
     """Height/width from the header only (no pixel decode)."""
     try:
         with Image.open(path) as im:
             return im.height / im.width
     except Exception:
-        return None  # _load_fitted logs it
+        return None  # load_fitted logs it
 
 
 # --- thumbnails --------------------------------------------------------------------
-
-# A contact sheet tile is never bigger than this, so a thumbnail this size serves every sheet.
-THUMB_SIDE: Final = _SHEET_MAX_TILE
-_THUMB_QUALITY: Final = 90
-
-
-def thumbnail_path(path: Path) -> Path:
-    """`<folder>/.thumbs/<name>.jpg`: beside the image, so it moves and goes with it."""
-    return path.parent / ".thumbs" / f"{path.name}.jpg"
-
-
-def make_thumbnail(path: Path) -> Path | None:
-    """Write the sheet thumbnail of an image unless a current one exists; None if the image
-    cannot be read or the thumbnail not written. Called when a candidate arrives, so that a
-    contact sheet decodes small JPEGs instead of full-size PNGs.
-    """
-    thumb = thumbnail_path(path)
-    if not _is_current(thumb, path):
-        _remake_thumbnail(path, thumb)
-    return thumb if _is_current(thumb, path) else None
-
-
-def _remake_thumbnail(path: Path, thumb: Path) -> Image.Image | None:
-    """The image scaled to fit a thumbnail, written to `thumb` on the way."""
-    im = _load_fitted(path, (THUMB_SIDE, THUMB_SIDE))
-    if im is not None:
-        _save_thumbnail(im, thumb)
-    return im
-
-
-def _is_current(thumb: Path, source: Path) -> bool:
-    try:
-        return thumb.stat().st_mtime_ns >= source.stat().st_mtime_ns
-    except OSError:
-        return False
-
-
-def _save_thumbnail(im: Image.Image, thumb: Path) -> None:
-    """Whole or absent (temp file, then rename); a data folder we cannot write to only costs
-    speed."""
-    tmp = thumb.with_name(f".part-{os.getpid()}-{threading.get_ident()}-{thumb.name}")
-    try:
-        thumb.parent.mkdir(exist_ok=True)
-        im.save(tmp, format="JPEG", quality=_THUMB_QUALITY)
-        os.replace(tmp, thumb)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        logger.warning("render: cannot write thumbnail %s: %s", thumb, exc)
 
 
 def _load_tile_image(path: Path, box: tuple[int, int]) -> Image.Image | None:
     """A sheet tile's picture (a tile is never bigger than a thumbnail) from its thumbnail;
     the first time, from the image itself, leaving the thumbnail for the next sheet."""
     thumb = thumbnail_path(path)
-    if _is_current(thumb, path) and (im := _load_fitted(thumb, box)) is not None:
+    if is_current(thumb, path) and (im := load_fitted(thumb, box)) is not None:
         return im
-    im = _remake_thumbnail(path, thumb)
-    return None if im is None else _scale_to_fit(im, box)
+    im = remake_thumbnail(path, thumb)
+    return None if im is None else scale_to_fit(im, box)
 
 
 def _paste_centered(canvas: Image.Image, im: Image.Image, box: Box) -> None:
@@ -417,7 +333,7 @@ def render_pair(
     aspects = [a for a in (_probe_aspect(image_a), _probe_aspect(image_b)) if a is not None]
     aspect = min(max(max(aspects, default=1.0), _ASPECT_RANGE[0]), _ASPECT_RANGE[1])
     area_h = round(panel_w * aspect)
-    jobs = [_POOL.submit(_load_fitted, p, (panel_w, area_h)) for p in (image_a, image_b)]
+    jobs = [_POOL.submit(load_fitted, p, (panel_w, area_h)) for p in (image_a, image_b)]
 
     header_h, label_h = 70, 64
     height = header_h + area_h + label_h + _PAD

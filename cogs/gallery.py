@@ -22,7 +22,6 @@ from bot.render import (
     Badge,
     SheetItem,
     encode,  # the one "JPEG or PNG under a byte limit" rule, shared with the sheets
-    make_thumbnail,
     render_contact_sheet,
     to_rgb,
 )
@@ -36,13 +35,11 @@ from orchestration.overview import (
 )
 from orchestration.states import CandidateStatus
 from orchestration.text import plural
-from scheduler.events import SchedulerEvent
 
 log = logging.getLogger(__name__)
 
 # Discord's upload limit in a server without boosts (8 MB at its smallest); stay under it.
 UPLOAD_MAX_BYTES: Final = 8_000_000
-THUMBNAIL_DELAY: Final = 0.5  # seconds after a job's end
 _SYMBOLS: Final[dict[Badge, str]] = {
     "advancing": "▲", "not_advancing": "●", "rejected": "✕", "pending": "○",
 }
@@ -220,19 +217,6 @@ class Gallery(commands.Cog):
             file=discord.File(io.BytesIO(sheet.data), filename=sheet.filename),
             view=gallery_view(found),
         )
-
-    @commands.Cog.listener()
-    async def on_scheduler_event(self, event: SchedulerEvent) -> None:
-        """Each new candidate gets its sheet thumbnail now, so /gallery stays quick."""
-        if event.kind == "job_succeeded" and event.image_paths:
-            data_dir = self.bot.settings.data_dir
-            # The scheduler is choosing and sending the next prompt right now; the GPU should
-            # not wait for our CPU work.
-            await asyncio.sleep(THUMBNAIL_DELAY)
-            await asyncio.to_thread(
-                lambda: [make_thumbnail(data_dir / path) for path in event.image_paths]
-            )
-
 
 
 async def setup(bot: CuratorBot) -> None:

@@ -76,6 +76,7 @@ from scheduler.storage import (
     remove_partial_files,
     write_atomically,
 )
+from scheduler.thumbnails import make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._idle: dict[str, asyncio.Event] = {w: asyncio.Event() for w in self.workers}
         self._tasks: list[asyncio.Task[None]] = []
+        self._thumbnailing: set[asyncio.Task[None]] = set()
         self._ticker: AsyncIOScheduler | None = None
         self._in_hand: dict[str, int] = {}  # worker -> the job it is working on
         self._restarts: dict[int, int] = {}  # job -> unexpected errors it met
@@ -199,6 +201,7 @@ class Scheduler:
                 await task
         self._tasks = []
         self._in_hand.clear()
+        await self._thumbnails_made()
 
     def wake(self) -> None:
         """Something changed that may make work (a vote, an approval, a run started)."""
@@ -207,11 +210,17 @@ class Scheduler:
         self._wake.set()
 
     async def wait_idle(self) -> None:
-        """Wait until every worker is up and has found no work (used by the demo and tests)."""
+        """Wait until every worker is up and has found no work, and every new candidate has
+        its thumbnail (used by the demo and tests)."""
         while True:
             await asyncio.gather(*(e.wait() for e in self._idle.values()))
+            await self._thumbnails_made()
             if all(e.is_set() for e in self._idle.values()):
                 return
+
+    async def _thumbnails_made(self) -> None:
+        while self._thumbnailing:
+            await asyncio.gather(*self._thumbnailing)
 
     # -- one worker ----------------------------------------------------------------------------
 
@@ -576,6 +585,19 @@ class Scheduler:
         await self._emit(SchedulerEvent("job_succeeded", f"{len(ids)} new candidate(s)",
                                         client.url, ctx.run_id, ctx.job_id, ctx.step,
                                         tuple(ids), tuple(image.path for image in stored)))
+        task = asyncio.create_task(self._make_thumbnails([image.path for image in stored]),
+                                   name=f"thumbnails of job {ctx.job_id}")
+        self._thumbnailing.add(task)
+        task.add_done_callback(self._thumbnailing.discard)
+
+    async def _make_thumbnails(self, paths: Sequence[str]) -> None:
+        """The sheet thumbnails of a job's new candidates, so /gallery stays quick. In a
+        thread and a task of its own: the worker meanwhile claims and sends the next job."""
+        try:
+            await asyncio.to_thread(
+                lambda: [make_thumbnail(self.data_dir / path) for path in paths])
+        except Exception:  # a thumbnail is only a speed-up: the sheet makes a missing one
+            log.exception("could not make the thumbnails of %s", ", ".join(paths))
 
     async def _fail(self, ctx: JobContext, error: str, worker: str) -> None:
         jlog = _job_log(ctx.run_id, ctx.job_id)

@@ -1,4 +1,4 @@
-"""Where a run's images live under DATA_DIR, and writing them so a crash leaves no half file."""
+"""Where a run's images live under DATA_DIR, and writing files so a crash leaves no half file."""
 
 from __future__ import annotations
 
@@ -35,11 +35,12 @@ def remove_partial_files(data_dir: Path) -> int:
     return removed
 
 
-def write_atomically(data_dir: Path, relpath: str, data: bytes) -> Path:
+def write_atomically(data_dir: Path, relpath: str, data: bytes, *, durable: bool = True) -> Path:
     """Write to a temp file in the same folder, then rename: the file is whole or absent.
 
-    The bytes are synced before the rename and the folder after it (and the parent of each
-    folder this write made), so once this returns the image survives a power cut too."""
+    When `durable`, the bytes are synced before the rename and the folder after it (and the
+    parent of each folder this write made), so once this returns the file survives a power cut
+    too; a file that can be made again (a thumbnail) skips the syncs."""
     target = data_dir / relpath
     made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -47,14 +48,16 @@ def write_atomically(data_dir: Path, relpath: str, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    for folder in (target.parent, *(made_one.parent for made_one in made)):
-        sync_folder(folder)
+    if durable:
+        for folder in (target.parent, *(made_one.parent for made_one in made)):
+            sync_folder(folder)
     return target
 
 

@@ -26,6 +26,7 @@ from bot.render import (
     render_pair,
     to_rgb,
 )
+from scheduler.thumbnails import THUMB_SIDE, thumbnail_path
 
 RED = (220, 30, 30)
 BLUE = (30, 30, 220)
@@ -145,7 +146,7 @@ def test_pair_sixteen_bit_greyscale_is_not_blown_out(tmp_path):
 def test_pair_missing_and_corrupt_files_become_placeholders(tmp_path, caplog):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 100)
-    with caplog.at_level(logging.WARNING, logger="bot.render"):
+    with caplog.at_level(logging.WARNING, logger="scheduler.thumbnails"):
         out = pair(tmp_path / "does-not-exist.png", corrupt)
     im = decode(out)
     below_text = out.height // 2 + 100
@@ -353,33 +354,14 @@ def tile_centre(sheet: Rendered) -> tuple[int, int, int]:
     """The middle of the only tile of a one-item sheet (tiles sit under a 64 px title)."""
     with Image.open(io.BytesIO(sheet.data)) as im:
         rgb = im.convert("RGB")
-        return rgb.getpixel((rgb.width // 2, 64 + render.THUMB_SIDE // 2))
-
-
-def test_make_thumbnail_writes_a_small_jpeg_once(tmp_path):
-    source = solid(tmp_path / "job-000001-0.png", RED, size=(1024, 768))
-    thumb = render.make_thumbnail(source)
-    assert thumb == tmp_path / ".thumbs" / "job-000001-0.png.jpg"
-    with Image.open(thumb) as im:
-        assert im.format == "JPEG" and im.size == (render.THUMB_SIDE, 300)
-    written = thumb.stat().st_mtime_ns
-    assert render.make_thumbnail(source) == thumb
-    assert thumb.stat().st_mtime_ns == written  # a current thumbnail is left alone
-    assert [p.name for p in thumb.parent.iterdir()] == [thumb.name]  # no temp file left
-
-
-def test_make_thumbnail_of_an_unreadable_image(tmp_path, caplog):
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"not a png")
-    assert render.make_thumbnail(broken) is None
-    assert not (tmp_path / ".thumbs").exists()
+        return rgb.getpixel((rgb.width // 2, 64 + THUMB_SIDE // 2))
 
 
 def test_a_sheet_uses_a_current_thumbnail_and_remakes_a_stale_one(tmp_path):
     source = solid(tmp_path / "a.png", RED)
     item = [SheetItem(source, 1, "Elo 1000", "advancing")]
     assert near(tile_centre(render_contact_sheet(item, title="t")), RED)
-    thumb = render.thumbnail_path(source)
+    thumb = thumbnail_path(source)
     assert thumb.exists()  # the first sheet left it for the next
 
     solid(thumb, BLUE, size=(400, 400), format="JPEG")  # newer than the source: current
@@ -395,7 +377,7 @@ def test_a_sheet_uses_a_current_thumbnail_and_remakes_a_stale_one(tmp_path):
 def test_a_folder_that_takes_no_thumbnail_still_gets_its_sheet(tmp_path, caplog):
     source = solid(tmp_path / "a.png", GREEN)
     (tmp_path / ".thumbs").write_text("a file where the folder would go")
-    with caplog.at_level(logging.WARNING, logger="bot.render"):
+    with caplog.at_level(logging.WARNING, logger="scheduler.thumbnails"):
         sheet = render_contact_sheet([SheetItem(source, 1, "x", "pending")], title="t")
     assert near(tile_centre(sheet), GREEN)
     assert "cannot write thumbnail" in caplog.text

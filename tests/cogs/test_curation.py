@@ -12,7 +12,6 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bot.app import CuratorBot
-from bot.render import thumbnail_path
 from cogs.approvals import Approvals
 from cogs.gallery import Gallery
 from cogs.notifications import Notifications
@@ -24,6 +23,7 @@ from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
 from orchestration.pipelines import import_pipeline
 from orchestration.states import RunStatus
 from scheduler.process import Scheduler
+from scheduler.thumbnails import thumbnail_path
 from tests.helpers import (
     confirmed,
     created_channels,

@@ -31,9 +31,9 @@ from orchestration.states import CandidateStatus, HoldKind, JobStatus
 from scheduler.events import SchedulerEvent
 from scheduler.process import Scheduler
 from scheduler.storage import write_atomically
-from tests.orchestration.test_scheduler import FAST, idle, sim, start_runs
+from tests.scheduler.test_process import FAST, idle, sim, start_runs
 
-__all__ = ["sim"]  # the fixture, shared with test_scheduler
+__all__ = ["sim"]  # the fixture, shared with test_process
 
 
 def faulty_scheduler(

@@ -22,6 +22,7 @@ from orchestration.runs import RunSettings, create_run, resume_run
 from orchestration.states import JobStatus
 from scheduler.events import SchedulerEvent
 from scheduler.process import Scheduler
+from scheduler.thumbnails import is_current, thumbnail_path
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"retry_attempts": 2, "retry_wait": 0.01, "retry_max_wait": 0.02,
@@ -113,6 +114,39 @@ async def test_two_runs_through_three_gated_steps(session_factory, sim, tmp_path
         jobs = (await s.execute(select(Job.status, func.count()).group_by(Job.status))).all()
     assert dict(jobs) == {JobStatus.succeeded: 16}
     assert len(sim.timings) == 16 and all(t.status == "success" for t in sim.timings)
+
+
+async def test_new_candidates_have_current_thumbnails_once_idle(session_factory, sim, tmp_path):
+    await start_runs(session_factory, ["A"])
+    data = tmp_path / "data"
+    await run_until_idle(make_scheduler(session_factory, [sim.url], data))
+    async with session_factory() as s:
+        paths = [data / p for p in await s.scalars(select(ImageCandidate.image_path))]
+    assert len(paths) == 6  # N = 2: two base images, four children
+    assert all(is_current(thumbnail_path(p), p) for p in paths)
+
+
+async def test_a_stop_waits_for_the_thumbnails_of_the_last_job(session_factory, sim, tmp_path):
+    await start_runs(session_factory, ["A"])
+    data = tmp_path / "data"
+    succeeded: list[SchedulerEvent] = []
+    first = asyncio.Event()
+
+    async def on_event(event: SchedulerEvent) -> None:
+        if event.kind == "job_succeeded":
+            succeeded.append(event)
+            first.set()
+
+    scheduler = Scheduler(session_factory, [sim.url], data, rng=random.Random(1),
+                          tick_seconds=60, client_options=FAST, on_event=on_event)
+    await scheduler.start()
+    try:
+        async with asyncio.timeout(20):
+            await first.wait()
+    finally:
+        await scheduler.stop()
+    paths = [data / p for event in succeeded for p in event.image_paths]
+    assert paths and all(is_current(thumbnail_path(p), p) for p in paths)
 
 
 async def test_killed_mid_job_then_restarted_ingests_once(tmp_path, db_url):
