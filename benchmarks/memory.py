@@ -79,7 +79,7 @@ async def steady_state(url: str, selections: int, jobs: int, meter: Meter) -> No
                 shown += len(await ranked_candidates(session, run_id, step))
     meter.sample(f"ranked_candidates of {len(runs) * 3} steps ({shown} rows)")
     for _ in range(jobs):
-        async with sessions() as session:
+        async with sessions() as session, session.begin():
             claimed = await claim_next_job(session, rng)
             assert isinstance(claimed, ClaimedJob), claimed.reason
             await complete_job(session, claimed.job_id, [StoredImage("bench.png", 0)])

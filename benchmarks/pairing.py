@@ -48,7 +48,6 @@ from db.engine import SessionFactory, create_engine, create_session_factory
 from db.models import ImageCandidate
 from orchestration.approvals import awaiting_approval, ranked_candidates
 from orchestration.fit import fit_ratings
-from orchestration.jobs import recount_child_slots
 from orchestration.pairing import next_pair
 from orchestration.pipelines import import_pipeline
 from orchestration.ranking import ranking_key
@@ -109,7 +108,8 @@ async def make_step(factory: SessionFactory, name: str, opts: Options) -> tuple[
     async with factory() as s:
         settings = RunSettings(max_children=opts.n, budget=opts.n + 1, top_k=opts.k)
         run = (await create_run(s, "cpu-demo", name, {}, settings)).run_id
-        parent = ImageCandidate(run_id=run, step=1, seed=0, image_path="base.png", advancing=True)
+        parent = ImageCandidate(run_id=run, step=1, seed=0, image_path="base.png", advancing=True,
+                                child_slots=opts.n)
         s.add(parent)
         await s.flush()
         children = [
@@ -120,7 +120,6 @@ async def make_step(factory: SessionFactory, name: str, opts: Options) -> tuple[
         ]
         s.add_all(children)
         await s.commit()
-        await recount_child_slots(s)
         assert await awaiting_approval(s, run) == [STEP]
         return run, [c.id for c in children]
 

@@ -46,6 +46,7 @@ async def setup(factory, tmp) -> tuple[int, list[int]]:
         for i in range(CANDIDATES):
             job = await claim_next_job(s, rng)
             await complete_job(s, job.job_id, [StoredImage(f"c{i}.png", 0)])  # type: ignore[union-attr]
+        await s.commit()
         ids = list(await s.scalars(select(ImageCandidate.id).order_by(ImageCandidate.id)))
     return run.run_id, ids
 

@@ -3,6 +3,8 @@
 This module alone keeps `ImageCandidate.child_slots` (children that exist plus child jobs in
 flight): +1 when a child job is claimed, and when the job ends -1 plus one per image it made,
 always in the same transaction as the rows being counted.
+
+The functions flush and raise; the caller owns the transaction and commits it.
 """
 
 from __future__ import annotations
@@ -57,14 +59,11 @@ class StoredImage:
     output_index: int
 
 
-async def _lock_cursor(session: AsyncSession) -> SchedulerState:
+async def _lock_cursor(session: AsyncSession) -> SchedulerState | None:
     """Serialises claims: on PostgreSQL by the row lock, on SQLite by BEGIN IMMEDIATE."""
-    state = await session.scalar(
+    state: SchedulerState | None = await session.scalar(
         select(SchedulerState).where(SchedulerState.id == 1).with_for_update()
     )
-    if state is None:
-        state = SchedulerState(id=1, last_run_id=None)
-        session.add(state)
     return state
 
 
@@ -72,11 +71,11 @@ async def claim_next_job(
     session: AsyncSession, rng: random.Random, skip_runs: AbstractSet[int] = frozenset()
 ) -> ClaimedJob | JobDecision:
     """Select and record the next job, from runs not in `skip_runs`; returns the no-work
-    decision when there is none."""
+    decision when there is none, leaving the session as it was. The caller commits: the job,
+    its parent's slot, the base quota and the cursor are one write."""
     state = await _lock_cursor(session)
     decision = await select_next_job(session, rng, skip_runs)
     if decision.mode is Mode.no_work or decision.run_id is None or decision.step is None:
-        await session.rollback()
         return decision
 
     if decision.deficit:
@@ -93,8 +92,11 @@ async def claim_next_job(
     session.add(job)
     if decision.parent_id is not None:
         await _adjust_slots(session, decision.parent_id, +1)
+    if state is None:
+        state = SchedulerState(id=1)
+        session.add(state)
     state.last_run_id = decision.run_id
-    await session.commit()
+    await session.flush()
     return ClaimedJob(job.id, job.run_id, job.step, job.parent_id, job.mode, job.seed, job.reason)
 
 
@@ -181,9 +183,7 @@ async def complete_job(
     job.finished_at = utcnow()
     job.error = None
     await session.flush()
-    ids = [c.id for c in candidates]
-    await session.commit()
-    return ids
+    return [c.id for c in candidates]
 
 
 async def end_job(
@@ -199,7 +199,7 @@ async def end_job(
         job.status = status
         job.error = error
         job.finished_at = utcnow()
-        await session.commit()
+        await session.flush()  # selection reads through Core: it must see the freed place
     return job
 
 
@@ -210,7 +210,7 @@ async def reject_unreadable_parent(session: AsyncSession, candidate_id: int, rea
     cand = await session.get(ImageCandidate, candidate_id)
     if cand is not None and cand.status is not CandidateStatus.rejected:
         mark_rejected(cand, reason)
-        await session.commit()
+        await session.flush()
 
 
 async def recount_child_slots(session: AsyncSession) -> int:
@@ -232,7 +232,6 @@ async def recount_child_slots(session: AsyncSession) -> int:
         .values(child_slots=truth)
         .execution_options(synchronize_session=False)
     )
-    await session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -291,7 +290,7 @@ async def mark_running(session: AsyncSession, job_id: int) -> None:
     if job.status is JobStatus.submitted:
         job.status = JobStatus.running
         job.started_at = utcnow()
-        await session.commit()
+        await session.flush()
 
 
 async def unfinished_jobs(session: AsyncSession, worker: str) -> list[int]:

@@ -68,13 +68,14 @@ async def prepare_submission(
     parent_image: str | None = None,
 ) -> dict[str, Any]:
     """Render the job's workflow and store its values, the prompt id and the worker in one
-    write, before the prompt is posted: a crash then leaves an id to look up. Returns the
-    prompt to post. Nothing is stored when the workflow cannot be rendered.
+    write, which the caller commits before the prompt is posted: a crash then leaves an id to
+    look up. Returns the prompt to post. Nothing is changed when the workflow cannot be
+    rendered.
 
     `parent_image` is the name ComfyUI gave the parent's file when it was uploaded to the
     worker that will run the job (`POST /upload/image`).
     """
     job, payload = await _render_and_store(session, job_id, parent_image)
     record_submission(job, prompt_id, worker)
-    await session.commit()
+    await session.flush()
     return payload

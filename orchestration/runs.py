@@ -193,7 +193,7 @@ async def hold_run(
     run.held_reason = reason or "held"
     run.held_kind = kind
     run.held_at = utcnow()
-    await session.commit()
+    await session.flush()
     return run
 
 
@@ -233,9 +233,7 @@ async def lift_holds(
     )
     if run_ids is not None:
         stmt = stmt.where(PipelineRun.id.in_(run_ids))
-    lifted = sorted((await session.execute(stmt)).scalars())
-    await session.commit()
-    return lifted
+    return sorted((await session.execute(stmt)).scalars())
 
 
 async def resume_run(session: AsyncSession, run_id: int) -> PipelineRun:

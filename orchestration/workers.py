@@ -16,5 +16,5 @@ async def worker_client_id(session: AsyncSession, url: str) -> str:
     if worker is None:
         worker = ComfyWorker(url=url, client_id=f"comfy-curator-{uuid.uuid4().hex}")
         session.add(worker)
-        await session.commit()
+        await session.flush()
     return worker.client_id

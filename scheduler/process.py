@@ -166,7 +166,7 @@ class Scheduler:
 
     async def start(self) -> None:
         """Repair what a crash may have left, then start one loop per worker and the ticker."""
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             cancelled = await cancel_unsubmitted(session)
             fixed = await recount_child_slots(session)
         if cancelled:
@@ -267,7 +267,7 @@ class Scheduler:
     async def _client_id(self, url: str) -> str:
         while True:
             try:
-                async with self.sessions() as session:
+                async with self.sessions() as session, session.begin():
                     return await worker_client_id(session, url)
             except Exception:  # the database may be back in a moment; the worker must not die
                 log.exception("worker %s: could not read its client id; trying again in %g s",
@@ -283,7 +283,7 @@ class Scheduler:
                     CAPABILITIES_MAX_AGE):
                 await self._learn_capabilities(client)
             skip = await self._runs_it_cannot_serve(client.url)
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():
                 claimed = await claim_next_job(session, self.rng, skip)
             if not isinstance(claimed, ClaimedJob):
                 idle.set()
@@ -352,7 +352,7 @@ class Scheduler:
         job_id = self._in_hand.pop(url, None)
         if job_id is None:
             return
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             job = await get_job(session, job_id)
             status, run_id = job.status, job.run_id
             if status is JobStatus.pending:
@@ -380,7 +380,7 @@ class Scheduler:
             return
         restarts = self._restarts[job_id] = self._restarts.get(job_id, 0) + 1
         detail = f"{type(err).__name__}: {err}"[:300]
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             ctx = await job_context(session, job_id)
             if ctx.status is JobStatus.pending:
                 self._restarts.pop(job_id, None)
@@ -401,7 +401,7 @@ class Scheduler:
         holds and say so."""
         if not self._storage_holds:
             return
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             waiting = await held_runs(session, HoldKind.storage)
         if not waiting:
             self._storage_holds = False
@@ -411,7 +411,7 @@ class Scheduler:
         except OSError as err:
             log.debug("the data folder still cannot take files: %s", err)
             return
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             lifted = await lift_holds(session, HoldKind.storage)
         self._storage_holds = False
         for run_id in lifted:
@@ -431,7 +431,7 @@ class Scheduler:
         where = f" ({err.filename})" if err.filename else ""
         reason = f"the data folder cannot take files: {os.strerror(code)}{where}"
         jlog = _job_log(ctx.run_id, ctx.job_id)
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             await end_job(session, ctx.job_id, reason, JobStatus.cancelled)
             made = await hold_for_storage(session, ctx.run_id, reason)
         self._storage_holds = True
@@ -446,7 +446,7 @@ class Scheduler:
     async def _run(self, client: ComfyClient, claimed: ClaimedJob) -> None:
         """Take one job to its end. Every failure of the job's own ends it here (failed or
         cancelled); a ComfyUI outage, or a bug, reaches `_worker_loop` with the job in hand."""
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             ctx = await job_context(session, claimed.job_id)
         self._in_hand[client.url] = ctx.job_id
         await self._submit(client, ctx)
@@ -467,7 +467,7 @@ class Scheduler:
             await self._fail(ctx, f"ComfyUI refused the parent image: {err}", client.url)
             return
         try:
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():
                 payload = await prepare_submission(session, ctx.job_id, prompt_id=prompt_id,
                                                    worker=client.url, parent_image=parent_image)
             await client.submit(payload, prompt_id=prompt_id)
@@ -502,7 +502,7 @@ class Scheduler:
         assert ctx.parent_id is not None
         _job_log(ctx.run_id, ctx.job_id).warning(
             "parent #%d rejected: its image file %s is %s", ctx.parent_id, ctx.parent_path, what)
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             await reject_unreadable_parent(session, ctx.parent_id,
                                            f"scheduler: image file {what}")
         await self._fail(ctx, f"the image file of parent #{ctx.parent_id} ({ctx.parent_path}) "
@@ -512,7 +512,7 @@ class Scheduler:
         self, client: ComfyClient, ctx: JobContext, prompt_id: str, *, running: bool = False
     ) -> None:
         if running:
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():
                 await mark_running(session, ctx.job_id)
         progress = JobProgress(ctx.job_id, ctx.run_id, ctx.step, client.url)
         self.progress[client.url] = progress
@@ -523,7 +523,7 @@ class Scheduler:
             progress.node, progress.value, progress.maximum = node, value, maximum
             if not marked:
                 marked = True
-                async with self.sessions() as session:
+                async with self.sessions() as session, session.begin():
                     await mark_running(session, ctx.job_id)
 
         try:
@@ -540,7 +540,7 @@ class Scheduler:
             # Not the workflow's fault: the place is freed and the job made again, and it does
             # not count toward the failures that hold a run.
             reason = result.error or f"{result.status} on ComfyUI"
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():
                 await end_job(session, ctx.job_id, reason, JobStatus.cancelled)
             jlog.warning("cancelled: %s", reason)
             self.wake()
@@ -576,7 +576,7 @@ class Scheduler:
                     await self._fail(ctx, f"could not store an output: {err}", client.url)
                 return
             stored.append(StoredImage(rel, index))
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             ids = await complete_job(session, ctx.job_id, stored)
         self.jobs_done += 1
         jlog.info("succeeded: %d image(s), candidate(s) %s", len(ids),
@@ -602,7 +602,7 @@ class Scheduler:
     async def _fail(self, ctx: JobContext, error: str, worker: str) -> None:
         jlog = _job_log(ctx.run_id, ctx.job_id)
         jlog.warning("failed: %s", error)
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             await end_job(session, ctx.job_id, error, JobStatus.failed)
             errors = await failure_streak(session, ctx.run_id, ctx.step, HOLD_AFTER_FAILURES)
             reason = None
@@ -659,7 +659,7 @@ class Scheduler:
         A workflow too deep to load or check is left to the job path, which fails its jobs
         with the reason (and holds the run after three)."""
         try:
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():
                 run = await session.get(PipelineRun, run_id)
                 if run is None:
                     return
@@ -680,7 +680,7 @@ class Scheduler:
     async def _runs_it_cannot_serve(self, url: str) -> frozenset[int]:
         if url not in self.capabilities:
             return frozenset()
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             run_ids = list(await session.scalars(select(PipelineRun.id).where(
                 PipelineRun.status == RunStatus.running, PipelineRun.held_reason.is_(None))))
         for run_id in run_ids:
@@ -692,7 +692,7 @@ class Scheduler:
         connected = [u for u in self.workers if self.up.get(u) and u in self.capabilities]
         if not connected:
             return
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             runs = (await session.execute(
                 select(PipelineRun.id, PipelineRun.held_reason, PipelineRun.held_kind)
                 .where(PipelineRun.status == RunStatus.running))).all()
@@ -703,7 +703,7 @@ class Scheduler:
             lacks = {u: self._unfit.get((run_id, u), []) for u in connected}
             if any(not problems for problems in lacks.values()):
                 if held_kind is HoldKind.workers:
-                    async with self.sessions() as session:
+                    async with self.sessions() as session, session.begin():
                         lifted = await lift_holds(session, HoldKind.workers, [run_id])
                     if lifted:
                         able = next(u for u, problems in lacks.items() if not problems)
@@ -717,7 +717,7 @@ class Scheduler:
                 continue
             reason = ("no connected ComfyUI can run it; it goes on by itself once one can:\n"
                       + problem_lines([p for problems in lacks.values() for p in problems]))
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():
                 try:
                     await hold_run(session, run_id, reason, HoldKind.workers)
                 except DomainError:  # completed meanwhile
@@ -731,10 +731,10 @@ class Scheduler:
     async def _reconcile(self, client: ComfyClient) -> None:
         """Settle every job this worker left submitted or running (docs/operations.md,
         "Start-up")."""
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             job_ids = await unfinished_jobs(session, client.url)
         for job_id in job_ids:
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():
                 ctx = await job_context(session, job_id)
             self._in_hand[client.url] = job_id
             await self._recover(client, ctx)
@@ -757,14 +757,14 @@ class Scheduler:
         else:
             jlog.warning("ComfyUI no longer knows prompt %s; the job will be made again",
                          ctx.prompt_id)
-            async with self.sessions() as session:
+            async with self.sessions() as session, session.begin():
                 await end_job(session, ctx.job_id,
                               f"ComfyUI at {client.url} no longer knew the prompt",
                               JobStatus.cancelled)
 
     async def _release_orphans(self) -> None:
         """Jobs left on a worker that is no longer configured cannot be followed."""
-        async with self.sessions() as session:
+        async with self.sessions() as session, session.begin():
             rows = (await session.execute(
                 select(Job.id, Job.worker).where(
                     Job.status.in_((JobStatus.submitted, JobStatus.running)),

@@ -52,6 +52,7 @@ async def world(session_factory, tmp_path):
         p = await add_candidate(s, run, 1)
         a, b = await add_candidate(s, run, 2, p), await add_candidate(s, run, 2, p)
         await hold_run(s, run, "checkpoint missing")
+        await s.commit()
     return run, a, b
 
 

@@ -134,6 +134,7 @@ async def test_runs_with_the_longest_names_fit_one_embed(session_factory, tmp_pa
         for i in range(10):
             run_id = await make_run(s, "P" * 100, name=f"{i}" * 100)
             await hold_run(s, run_id, "a reason that is long " * 20)
+        await s.commit()
     cog = Runs(make_bot(session_factory, tmp_path / "data"))
     interaction = fake_interaction(cog.bot)
     await invoke(Runs.runs, cog, interaction)

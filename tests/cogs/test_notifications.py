@@ -107,6 +107,7 @@ async def run_awaiting_review(session_factory, tmp_path, *, visible: bool = True
         rng = random.Random(1)
         while isinstance(job := await claim_next_job(s, rng), ClaimedJob):
             await complete_job(s, job.job_id, [StoredImage(f"{job.job_id}.png", 0)])
+        await s.commit()
     channels = {channel.id: channel} if visible else {}
     bot.get_channel = channels.get  # type: ignore[method-assign]
     return Notifications(bot), run, channel

@@ -163,6 +163,7 @@ async def test_resume(cog, session_factory):
     await start(cog)
     async with session_factory() as s:
         await hold_run(s, 1, "checkpoint missing")
+        await s.commit()
     interaction = fake_interaction(cog.bot)
     await invoke(Runs.resume, cog, interaction, run=1)
     assert replies(interaction) == ["Run #1 “Morning gym” resumed."]

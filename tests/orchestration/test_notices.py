@@ -23,6 +23,7 @@ from tests.factories import add_candidate, make_pipeline, make_run
 
 async def finish(session, job: ClaimedJob) -> None:
     await complete_job(session, job.job_id, [StoredImage(f"{job.job_id}.png", 0)])
+    await session.commit()
 
 
 async def drain(session, run, rng, *, check: bool = True) -> list[Notice]:

@@ -91,6 +91,7 @@ async def child_job(session, tmp_path, seed: int) -> ClaimedJob:
     await complete_job(session, base.job_id, [StoredImage("a.png", 0)])
     child = await claim_next_job(session, rng)
     assert isinstance(child, ClaimedJob) and child.step == 2
+    await session.commit()
     return child
 
 

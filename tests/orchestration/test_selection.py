@@ -62,6 +62,7 @@ async def test_round_robin_and_cursor_survives_restart(session, tmp_path, db_url
     rng = random.Random(7)
     got = [(await claim(session, rng)).run_id for _ in range(4)]
     assert got == [runs[0], runs[1], runs[2], runs[0]]
+    await session.commit()
 
     # A fresh engine and session on the same file carry on where the rotation stood.
     engine = create_engine(db_url)
@@ -357,7 +358,7 @@ async def test_two_claims_never_exceed_n(session_factory, tmp_path):
         got = []
         rng = random.Random(seed)
         for _ in range(5):
-            async with session_factory() as s:
+            async with session_factory() as s, s.begin():
                 job = await claim_next_job(s, rng)
                 if isinstance(job, ClaimedJob):
                     got.append(job)

@@ -70,7 +70,7 @@ async def post_one_job(factory, client, prompt_id: str) -> ClaimedJob:
     store its payload and prompt id, post the prompt."""
     from orchestration.payload import prepare_submission
 
-    async with factory() as s:
+    async with factory() as s, s.begin():
         claimed = await claim_next_job(s, random.Random(1))
         assert isinstance(claimed, ClaimedJob)
         payload = await prepare_submission(s, claimed.job_id, prompt_id=prompt_id,
@@ -188,7 +188,7 @@ async def test_crash_between_storing_prompt_id_and_posting(session_factory, sim,
     from orchestration.payload import prepare_submission
 
     await start_runs(session_factory, ["A"], RunSettings(max_children=1))
-    async with session_factory() as s:
+    async with session_factory() as s, s.begin():
         claimed = await claim_next_job(s, random.Random(1))
         assert isinstance(claimed, ClaimedJob)
         await prepare_submission(s, claimed.job_id, prompt_id="never-posted", worker=sim.url)
@@ -223,10 +223,12 @@ async def test_crash_after_download_before_candidates(session_factory, sim, tmp_
 async def test_complete_job_twice_creates_candidates_once(session_factory, tmp_path):
     await start_runs(session_factory, ["A"], RunSettings(max_children=1))
     async with session_factory() as s:
-        claimed = await claim_next_job(s, random.Random(1))
-        assert isinstance(claimed, ClaimedJob)
-        first = await complete_job(s, claimed.job_id, [StoredImage("a.png", 0)])
-        again = await complete_job(s, claimed.job_id, [StoredImage("a.png", 0)])
+        async with s.begin():
+            claimed = await claim_next_job(s, random.Random(1))
+            assert isinstance(claimed, ClaimedJob)
+            first = await complete_job(s, claimed.job_id, [StoredImage("a.png", 0)])
+        async with s.begin():
+            again = await complete_job(s, claimed.job_id, [StoredImage("a.png", 0)])
         assert first == again
         assert await s.scalar(select(func.count()).select_from(ImageCandidate)) == 1
 

@@ -150,7 +150,7 @@ async def test_upload_refused_fails_the_job(session_factory, sim, tmp_path):
 async def test_unreadable_parent_is_rejected_as_a_parent(session_factory, sim, tmp_path, content):
     [run] = await start_runs(session_factory, ["A"], RunSettings(max_children=1))
     data = tmp_path / "data"
-    async with session_factory() as s:
+    async with session_factory() as s, s.begin():
         claimed = await claim_next_job(s, random.Random(1))
         assert isinstance(claimed, ClaimedJob)
         [parent] = await complete_job(s, claimed.job_id, [StoredImage("broken/parent.png", 0)])
@@ -374,7 +374,7 @@ async def test_two_installations_on_one_comfy_use_their_own_parents(
 async def test_a_parent_already_on_comfy_is_not_uploaded_again(session_factory, sim, tmp_path):
     await start_runs(session_factory, ["A"], RunSettings(max_children=1))
     data = tmp_path / "data"
-    async with session_factory() as s:
+    async with session_factory() as s, s.begin():
         claimed = await claim_next_job(s, random.Random(1))
         assert isinstance(claimed, ClaimedJob)
         write_atomically(data, "p/parent.png", _png())
