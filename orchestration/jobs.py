@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,10 @@ from orchestration.states import IN_FLIGHT, CandidateStatus, JobMode, JobStatus
 SEED_LIMIT = 1 << 24
 
 _Row = TypeVar("_Row", bound=tuple[Any, ...])
+
+# Sent to ComfyUI and not ended: only ComfyUI can tell how such a job went. A pending job
+# never reached it.
+UNFINISHED: Final = frozenset({JobStatus.submitted, JobStatus.running})
 
 
 @dataclass(frozen=True)
@@ -293,14 +297,19 @@ async def mark_running(session: AsyncSession, job_id: int) -> None:
         await session.flush()
 
 
-async def unfinished_jobs(session: AsyncSession, worker: str) -> list[int]:
-    """Jobs a worker left submitted or running (a crash, a stop, an outage), oldest first."""
-    rows = await session.scalars(
-        select(Job.id)
-        .where(Job.worker == worker, Job.status.in_((JobStatus.submitted, JobStatus.running)))
-        .order_by(Job.id)
+@dataclass(frozen=True)
+class UnfinishedJob:
+    job_id: int
+    worker: str | None
+
+
+async def unfinished_jobs(session: AsyncSession) -> list[UnfinishedJob]:
+    """Jobs left on ComfyUI and not ended (a crash, a stop, an outage), oldest first, each with
+    the worker it was sent to."""
+    rows = await session.execute(
+        select(Job.id, Job.worker).where(Job.status.in_(UNFINISHED)).order_by(Job.id)
     )
-    return list(rows)
+    return [UnfinishedJob(job_id, worker) for job_id, worker in rows]
 
 
 async def cancel_unsubmitted(session: AsyncSession) -> int:

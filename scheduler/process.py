@@ -40,9 +40,10 @@ from comfy.errors import (
     ComfyUnhealthy,
 )
 from db.engine import SessionFactory
-from db.models import Job, PipelineRun, PipelineStep
+from db.models import PipelineRun, PipelineStep
 from orchestration.errors import DomainError
 from orchestration.jobs import (
+    UNFINISHED,
     ClaimedJob,
     JobContext,
     StoredImage,
@@ -357,17 +358,19 @@ class Scheduler:
             status, run_id = job.status, job.run_id
             if status is JobStatus.pending:
                 await end_job(session, job_id, reason, JobStatus.cancelled)
-                self._unhealthy_since.pop(job_id, None)
-                self.wake()
-                return
-            if not unhealthy or status not in (JobStatus.submitted, JobStatus.running):
-                return
-            now = time.monotonic()
-            since = self._unhealthy_since.setdefault(job_id, now)
-            if now - since < self.unhealthy_job_limit:
-                return
+        if status is JobStatus.pending:
             self._unhealthy_since.pop(job_id, None)
-            why = f"ComfyUI kept failing for {self.unhealthy_job_limit:g} s: {reason}"
+            self.wake()
+            return
+        if not unhealthy or status not in UNFINISHED:
+            return
+        now = time.monotonic()
+        since = self._unhealthy_since.setdefault(job_id, now)
+        if now - since < self.unhealthy_job_limit:
+            return
+        self._unhealthy_since.pop(job_id, None)
+        why = f"ComfyUI kept failing for {self.unhealthy_job_limit:g} s: {reason}"
+        async with self.sessions() as session, session.begin():
             await end_job(session, job_id, why, JobStatus.cancelled)
         _job_log(run_id, job_id).warning("cancelled: %s", why)
         self.wake()
@@ -383,13 +386,13 @@ class Scheduler:
         async with self.sessions() as session, session.begin():
             ctx = await job_context(session, job_id)
             if ctx.status is JobStatus.pending:
-                self._restarts.pop(job_id, None)
                 await end_job(session, job_id, f"an internal error stopped the job before it "
                               f"reached ComfyUI ({detail}); see the log", JobStatus.cancelled)
-                self.wake()
-                return
-        if ctx.status in (JobStatus.submitted, JobStatus.running) \
-                and restarts >= RESTARTS_BEFORE_FAILING:
+        if ctx.status is JobStatus.pending:
+            self._restarts.pop(job_id, None)
+            self.wake()
+            return
+        if ctx.status in UNFINISHED and restarts >= RESTARTS_BEFORE_FAILING:
             self._restarts.pop(job_id, None)
             await self._fail(ctx, f"an internal error stopped the job {restarts} times "
                                   f"({detail}); see the log", url)
@@ -732,8 +735,8 @@ class Scheduler:
         """Settle every job this worker left submitted or running (docs/operations.md,
         "Start-up")."""
         async with self.sessions() as session, session.begin():
-            job_ids = await unfinished_jobs(session, client.url)
-        for job_id in job_ids:
+            left = await unfinished_jobs(session)
+        for job_id in [job.job_id for job in left if job.worker == client.url]:
             async with self.sessions() as session, session.begin():
                 ctx = await job_context(session, job_id)
             self._in_hand[client.url] = job_id
@@ -765,17 +768,14 @@ class Scheduler:
     async def _release_orphans(self) -> None:
         """Jobs left on a worker that is no longer configured cannot be followed."""
         async with self.sessions() as session, session.begin():
-            rows = (await session.execute(
-                select(Job.id, Job.worker).where(
-                    Job.status.in_((JobStatus.submitted, JobStatus.running)),
-                    Job.worker.not_in(self.workers),
-                )
-            )).all()
-            for job_id, worker in rows:
+            for job in await unfinished_jobs(session):
+                if job.worker in self.workers:
+                    continue
                 log.warning("job %d: worker %s is no longer in COMFY_URL; the job is released "
-                            "and will be made again", job_id, worker)
-                await end_job(session, job_id,
-                              f"worker {worker} is no longer in COMFY_URL", JobStatus.cancelled)
+                            "and will be made again", job.job_id, job.worker)
+                await end_job(session, job.job_id,
+                              f"worker {job.worker} is no longer in COMFY_URL",
+                              JobStatus.cancelled)
 
     async def _emit(self, event: SchedulerEvent) -> None:
         if self.on_event is None:

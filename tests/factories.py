@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import ImageCandidate, PipelineRunStep
-from orchestration.jobs import arrival_advancing, recount_child_slots
+from orchestration.jobs import arrival_advancing
 from orchestration.pipelines import import_pipeline
 from orchestration.runs import RunSettings, create_run
 from orchestration.states import CandidateStatus
@@ -97,7 +98,8 @@ async def add_candidate(
     status: CandidateStatus = CandidateStatus.active,
     advancing: bool | str | None = "arrival",
 ) -> int:
-    """Insert a candidate as if a job had made it, then let the product recount child slots."""
+    """Insert a candidate as if a job had made it: its parent's slot count goes up by one, as
+    the job's end would have left it."""
     run_step = await session.get_one(PipelineRunStep, (run_id, step))
     cand = ImageCandidate(
         run_id=run_id,
@@ -111,6 +113,8 @@ async def add_candidate(
         advancing=arrival_advancing(run_step) if advancing == "arrival" else advancing,
     )
     session.add(cand)
+    if parent_id is not None:
+        await session.execute(update(ImageCandidate).where(ImageCandidate.id == parent_id)
+                              .values(child_slots=ImageCandidate.child_slots + 1))
     await session.commit()
-    await recount_child_slots(session)
     return cand.id
