@@ -136,7 +136,7 @@ def test_killed_scheduler_and_comfyui_lose_and_double_nothing(db_url, tmp_path):
             if start in COMFY_KILLS_AFTER:
                 procs.kill_comfy()
                 procs.start_comfy()
-                time.sleep(rng.uniform(0.1, 0.6))
+                time.sleep(rng.uniform(0.1, 0.6))  # and a random moment after its restart
             scheduler.send_signal(signal.SIGKILL)
             assert scheduler.wait() == -signal.SIGKILL, "the scheduler ended before its kill"
         final = procs.scheduler(SCHEDULER_KILLS, "--until-idle")

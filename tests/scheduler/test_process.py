@@ -36,9 +36,30 @@ async def sim(tmp_path):
         yield server
 
 
+class Told:
+    """The scheduler's events as they come, and a wait for one (no polling, no sleeping)."""
+
+    def __init__(self) -> None:
+        self.events: list[SchedulerEvent] = []
+        self._changed = asyncio.Condition()
+
+    async def record(self, event: SchedulerEvent) -> None:
+        async with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    async def wait_for(self, kind: str, count: int = 1, seconds: float = 10) -> None:
+        async with asyncio.timeout(seconds), self._changed:
+            await self._changed.wait_for(
+                lambda: sum(e.kind == kind for e in self.events) >= count)
+
+
 def make_scheduler(factory, urls, data_dir, events=None, seed=1) -> Scheduler:
+    """`events`: a list the events are appended to, or a `Told`."""
     async def record(event: SchedulerEvent) -> None:
-        if events is not None:
+        if isinstance(events, Told):
+            await events.record(event)
+        elif events is not None:
             events.append(event)
     return Scheduler(factory, urls, data_dir, rng=random.Random(seed), tick_seconds=60,
                      down_retry_seconds=0.05, client_options=FAST, on_event=record)
@@ -244,15 +265,16 @@ async def test_socket_drop_mid_job_completes_through_history(session_factory, tm
 
 
 async def test_comfy_down_at_start_and_mid_run(session_factory, tmp_path, caplog):
-    events: list[SchedulerEvent] = []
+    told = Told()
+    events = told.events
     caplog.set_level(logging.INFO)
     async with SimulatedComfy(duration=0.05, root=tmp_path / "comfy") as sim:
         await start_runs(session_factory, ["A"], RunSettings(max_children=2))
         await sim.go_down()
-        scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data", events)
+        scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data", told)
         await scheduler.start()
         try:
-            await asyncio.sleep(0.3)
+            await told.wait_for("worker_down")
             assert scheduler.up[sim.url] is False
             assert any(f"ComfyUI at {sim.url} is not reachable" in r.getMessage()
                        for r in caplog.records)
@@ -260,7 +282,7 @@ async def test_comfy_down_at_start_and_mid_run(session_factory, tmp_path, caplog
             async with asyncio.timeout(10):
                 await sim.wait_running()
             await sim.go_down()  # mid-run: the prompt keeps running, the network is gone
-            await asyncio.sleep(0.3)
+            await told.wait_for("worker_down", 2)
             await sim.come_up()
             await idle(scheduler)
         finally:
@@ -359,7 +381,6 @@ async def test_comfy_restart_losing_the_prompt_releases_the_job(session_factory,
                     await sim.wait_running()
                 await sim.go_down(crash=True)
                 await sim.come_up()
-                await asyncio.sleep(0.05)
             await idle(scheduler)
         finally:
             await scheduler.stop()
@@ -372,12 +393,6 @@ async def test_comfy_restart_losing_the_prompt_releases_the_job(session_factory,
     assert held is None
 
 
-async def _until(condition, seconds: float = 15) -> None:
-    async with asyncio.timeout(seconds):
-        while not await condition():  # noqa: ASYNC110 - a database row has no event
-            await asyncio.sleep(0.02)
-
-
 async def test_a_run_no_connected_worker_can_serve_is_held_lifted_and_skipped(
     session_factory, tmp_path
 ):
@@ -385,7 +400,8 @@ async def test_a_run_no_connected_worker_can_serve_is_held_lifted_and_skipped(
     the hold is lifted and A makes that run's jobs while B makes only the other run's."""
     from db.models import HoldKind
 
-    events: list[SchedulerEvent] = []
+    told = Told()
+    events = told.events
     checkpoint = "sd_xl_base_1.0.safetensors"
     async with (SimulatedComfy(duration=0.02, root=tmp_path / "a",
                                models={"checkpoints": [checkpoint]}) as a,
@@ -397,21 +413,16 @@ async def test_a_run_no_connected_worker_can_serve_is_held_lifted_and_skipped(
                                      RunSettings(max_children=2))).run_id
         [demo] = await start_runs(session_factory, ["demo"], RunSettings(max_children=2))
         await a.go_down()
-        scheduler = make_scheduler(session_factory, [b.url, a.url], tmp_path / "data", events)
+        scheduler = make_scheduler(session_factory, [b.url, a.url], tmp_path / "data", told)
 
         async def sdxl_run() -> PipelineRun:
             async with session_factory() as s:
                 return await s.get_one(PipelineRun, sdxl)
 
-        async def held() -> bool:
-            return (await sdxl_run()).held_kind is HoldKind.workers
-
-        async def lifted() -> bool:
-            return (await sdxl_run()).held_reason is None
-
         await scheduler.start()
         try:
-            await _until(held)
+            await told.wait_for("run_held", seconds=15)
+            assert (await sdxl_run()).held_kind is HoldKind.workers
             reason = (await sdxl_run()).held_reason
             assert reason == (
                 "no connected ComfyUI can run it; it goes on by itself once one can:\n"
@@ -421,7 +432,8 @@ async def test_a_run_no_connected_worker_can_serve_is_held_lifted_and_skipped(
             assert (event.run_id, event.message, event.hold_kind) == (
                 sdxl, reason, HoldKind.workers)
             await a.come_up()
-            await _until(lifted)
+            await told.wait_for("run_resumed", seconds=15)
+            assert (await sdxl_run()).held_reason is None
             await idle(scheduler)
             [back] = [e for e in events if e.kind == "run_resumed"]
             assert (back.run_id, back.worker, back.hold_kind) == (sdxl, a.url, HoldKind.workers)

@@ -31,19 +31,21 @@ from orchestration.states import CandidateStatus, HoldKind, JobStatus
 from scheduler.events import SchedulerEvent
 from scheduler.process import Scheduler
 from scheduler.storage import write_atomically
-from tests.scheduler.test_process import FAST, idle, sim, start_runs
+from tests.scheduler.test_process import FAST, Told, idle, sim, start_runs
 
 __all__ = ["sim"]  # the fixture, shared with test_process
 
 
 def faulty_scheduler(
     factory: SessionFactory, urls: list[str], data_dir: Path,
-    events: list[SchedulerEvent] | None = None, *, seed: int = 1, **options: Any,
+    events: list[SchedulerEvent] | Told | None = None, *, seed: int = 1, **options: Any,
 ) -> Scheduler:
     client_options = {**FAST, **options.pop("client_options", {})}
 
     async def record(event: SchedulerEvent) -> None:
-        if events is not None:
+        if isinstance(events, Told):
+            await events.record(event)
+        elif events is not None:
             events.append(event)
 
     return Scheduler(factory, urls, data_dir, rng=random.Random(seed), tick_seconds=60,
@@ -52,7 +54,8 @@ def faulty_scheduler(
 
 
 async def until(check: Callable[[], Awaitable[bool]], seconds: float = 15) -> None:
-    """Poll a condition (not a sleep used as synchronisation: it waits for a state)."""
+    """Poll a database state that no event announces (not a sleep used as synchronisation:
+    it waits for the state, however long that takes within the deadline)."""
     async with asyncio.timeout(seconds):
         while not await check():  # noqa: ASYNC110 - the state is in the database
             await asyncio.sleep(0.02)
@@ -198,7 +201,8 @@ async def test_workflow_too_deep_to_send_fails_the_job(session_factory, sim, tmp
 async def test_data_folder_that_cannot_take_files_holds_until_it_can(
     session_factory, sim, tmp_path, monkeypatch, code
 ):
-    events: list[SchedulerEvent] = []
+    told = Told()
+    events = told.events
     [run] = await start_runs(session_factory, ["A"], RunSettings(max_children=1))
     broken = True
 
@@ -208,13 +212,12 @@ async def test_data_folder_that_cannot_take_files_holds_until_it_can(
         return write_atomically(data_dir, relpath, data)
 
     monkeypatch.setattr(scheduler_module, "write_atomically", write)
-    scheduler = faulty_scheduler(session_factory, [sim.url], tmp_path / "data", events,
+    scheduler = faulty_scheduler(session_factory, [sim.url], tmp_path / "data", told,
                                  storage_probe_seconds=0.05)
     await scheduler.start()
     try:
-        async def is_held() -> bool:
-            return (await held(session_factory, run))[1] is HoldKind.storage
-        await until(is_held)
+        await told.wait_for("run_held", seconds=15)
+        assert (await held(session_factory, run))[1] is HoldKind.storage
         await idle(scheduler)
         reason, _ = await held(session_factory, run)
         assert reason and "data folder" in reason
@@ -223,9 +226,8 @@ async def test_data_folder_that_cannot_take_files_holds_until_it_can(
         [hold] = [e for e in events if e.kind == "run_held"]
         assert hold.run_id == run and hold.hold_kind is HoldKind.storage
         broken = False
-        async def lifted() -> bool:
-            return (await held(session_factory, run))[0] is None
-        await until(lifted)
+        await told.wait_for("run_resumed", seconds=15)
+        assert (await held(session_factory, run))[0] is None
         await idle(scheduler)
     finally:
         await scheduler.stop()
@@ -305,16 +307,15 @@ async def test_history_failing_forever_is_unhealthy_not_flapping(session_factory
 async def test_object_info_failing_is_an_unhealthy_worker_not_an_unchecked_one(
     session_factory, sim, tmp_path
 ):
-    events: list[SchedulerEvent] = []
+    told = Told()
+    events = told.events
     await start_runs(session_factory, ["A"], RunSettings(max_children=1))
     sim.fault("/object_info", status=500, body="a custom node broke", times=None)
-    scheduler = faulty_scheduler(session_factory, [sim.url], tmp_path / "data", events,
+    scheduler = faulty_scheduler(session_factory, [sim.url], tmp_path / "data", told,
                                  unhealthy_max_backoff=0.2)
     await scheduler.start()
     try:
-        async def told() -> bool:
-            return any(e.kind == "worker_unhealthy" for e in events)
-        await until(told, 10)
+        await told.wait_for("worker_unhealthy")
         assert "a custom node broke" in (scheduler.unhealthy[sim.url] or "")
         assert sim.timings == []  # nothing was sent unchecked
         sim.clear_faults()
@@ -430,7 +431,8 @@ async def test_restart_hears_the_end_of_a_prompt_in_flight(tmp_path, db_url):
             async with factory() as s:
                 [worker] = list(await s.scalars(select(ComfyWorker)))
             assert worker.url == sim.url
-            second = faulty_scheduler(factory, [sim.url], data, client_options=slow_poll)
+            told = Told()
+            second = faulty_scheduler(factory, [sim.url], data, told, client_options=slow_poll)
             await second.start()
             try:
                 async def marked_running() -> bool:
@@ -440,11 +442,10 @@ async def test_restart_hears_the_end_of_a_prompt_in_flight(tmp_path, db_url):
                 await until(marked_running, 5)
                 assert sim.running == prompt_id  # marked while the prompt still runs
 
-                async def ingested() -> bool:
-                    async with factory() as s:
-                        return bool(await s.scalar(select(func.count()).select_from(
-                            ImageCandidate)))
-                await until(ingested, 10)  # well before a 30 s history poll could fire
+                # Well before a 30 s history poll could fire:
+                await told.wait_for("job_succeeded", seconds=10)
+                async with factory() as s:
+                    assert await s.scalar(select(func.count()).select_from(ImageCandidate))
             finally:
                 await second.stop()
             async with factory() as s:
