@@ -88,6 +88,9 @@ CAPABILITIES_MAX_AGE = 300.0
 UPLOAD_SUBFOLDER = "comfy-curator"
 # A job in hand when the worker loop met an unexpected error this often is failed, not retried.
 RESTARTS_BEFORE_FAILING = 2
+# A job's thumbnails wait for the worker's next prompt to be sent (the GPU should not wait for
+# our CPU work), but no longer than this.
+THUMBNAILS_WAIT = 2.0
 # Errors writing a file that are the box's (a full disk, a read-only or forbidden folder, a
 # quota), not the job's: the runs wait for the data folder instead of failing.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT})
@@ -153,6 +156,9 @@ class Scheduler:
         self._idle: dict[str, asyncio.Event] = {w: asyncio.Event() for w in self.workers}
         self._tasks: list[asyncio.Task[None]] = []
         self._thumbnailing: set[asyncio.Task[None]] = set()
+        # Set while a worker has nothing more urgent to do than thumbnails: its next prompt is
+        # sent, or it found no work.
+        self._next_sent: dict[str, asyncio.Event] = {w: asyncio.Event() for w in self.workers}
         self._ticker: AsyncIOScheduler | None = None
         self._in_hand: dict[str, int] = {}  # worker -> the job it is working on
         self._restarts: dict[int, int] = {}  # job -> unexpected errors it met
@@ -202,6 +208,8 @@ class Scheduler:
                 await task
         self._tasks = []
         self._in_hand.clear()
+        for sent in self._next_sent.values():
+            sent.set()  # no prompt to send any more: the thumbnails go first
         await self._thumbnails_made()
 
     def wake(self) -> None:
@@ -288,6 +296,7 @@ class Scheduler:
                 claimed = await claim_next_job(session, self.rng, skip)
             if not isinstance(claimed, ClaimedJob):
                 idle.set()
+                self._next_sent[client.url].set()
                 if self._storage_holds:  # look again soon: the hold lifts itself
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.storage_probe_seconds)
@@ -474,6 +483,7 @@ class Scheduler:
                 payload = await prepare_submission(session, ctx.job_id, prompt_id=prompt_id,
                                                    worker=client.url, parent_image=parent_image)
             await client.submit(payload, prompt_id=prompt_id)
+            self._next_sent[client.url].set()
         except DomainError as err:  # the workflow cannot be filled in for this job
             await self._fail(ctx, str(err), client.url)
             return
@@ -588,14 +598,18 @@ class Scheduler:
         await self._emit(SchedulerEvent("job_succeeded", f"{len(ids)} new candidate(s)",
                                         client.url, ctx.run_id, ctx.job_id, ctx.step,
                                         tuple(ids), tuple(image.path for image in stored)))
-        task = asyncio.create_task(self._make_thumbnails([image.path for image in stored]),
-                                   name=f"thumbnails of job {ctx.job_id}")
+        self._next_sent[client.url].clear()
+        task = asyncio.create_task(
+            self._make_thumbnails(client.url, [image.path for image in stored]),
+            name=f"thumbnails of job {ctx.job_id}")
         self._thumbnailing.add(task)
         task.add_done_callback(self._thumbnailing.discard)
 
-    async def _make_thumbnails(self, paths: Sequence[str]) -> None:
-        """The sheet thumbnails of a job's new candidates, so /gallery stays quick. In a
-        thread and a task of its own: the worker meanwhile claims and sends the next job."""
+    async def _make_thumbnails(self, url: str, paths: Sequence[str]) -> None:
+        """The sheet thumbnails of a job's new candidates, so /gallery stays quick: in a
+        thread and a task of their own, once the worker has sent its next prompt."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._next_sent[url].wait(), THUMBNAILS_WAIT)
         try:
             await asyncio.to_thread(
                 lambda: [make_thumbnail(self.data_dir / path) for path in paths])
