@@ -11,6 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DATA_DIR=/app/data \
 WORKDIR /app
 
 COPY pyproject.toml constraints.txt README.md ./
+COPY app ./app
 COPY bot ./bot
 COPY cogs ./cogs
 COPY comfy ./comfy

@@ -44,6 +44,9 @@ from pathlib import Path
 import numpy as np
 from common import fresh_database
 
+from app.context import App
+from app.pairs import vote
+from app.refits import ratings_settled
 from db.engine import SessionFactory, create_engine, create_session_factory
 from db.models import ImageCandidate
 from orchestration.approvals import awaiting_approval, ranked_candidates
@@ -52,9 +55,8 @@ from orchestration.jobs import recount_child_slots
 from orchestration.pairing import next_pair
 from orchestration.pipelines import import_pipeline
 from orchestration.ranking import ranking_key
-from orchestration.refits import ratings_settled, refit_step
+from orchestration.refits import refit_step
 from orchestration.runs import RunSettings, create_run
-from orchestration.votes import record_vote
 
 REPO = Path(__file__).resolve().parents[1]
 STEP = 2
@@ -121,6 +123,7 @@ async def make_step(factory: SessionFactory, name: str, opts: Options) -> tuple[
         s.add_all(children)
         await s.commit()
         await recount_child_slots(s)
+        await s.commit()
         assert await awaiting_approval(s, run) == [STEP]
         return run, [c.id for c in children]
 
@@ -128,7 +131,9 @@ async def make_step(factory: SessionFactory, name: str, opts: Options) -> tuple[
 async def top_k_right(factory: SessionFactory, run: int, k: int, best: set[int]) -> bool:
     async with factory() as s:
         await refit_step(s, run, STEP)
-        return {c.id for c in await ranked_candidates(s, run, STEP, limit=k)} == best
+        right = {c.id for c in await ranked_candidates(s, run, STEP, limit=k)} == best
+        await s.commit()
+        return right
 
 
 def elo_right(
@@ -163,6 +168,7 @@ async def run_seed(template: Path, seed: int, opts: Options) -> SeedResult:
     try:
         async with factory() as s:
             await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
+            await s.commit()
         rng = random.Random(seed)
         points = checkpoints(opts.max_votes)
         step = math.log(opts.p_adj / (1.0 - opts.p_adj))
@@ -191,8 +197,7 @@ async def run_seed(template: Path, seed: int, opts: Options) -> SeedResult:
                 a, b = decision.pair
                 w = voter.winner(a, b)
                 lo = b if w == a else a
-                async with factory() as s:
-                    await record_vote(s, run, w, lo, person)
+                await vote(App(factory), run, w, lo, person)
                 taken.append((w, lo))
             active.append(await top_k_right(factory, run, opts.k, best))
         right_when_stopped = active[-1] if stopped_at is not None else None
@@ -244,6 +249,7 @@ async def decision_cost(template: Path, n: int, k: int) -> list[float]:
     try:
         async with factory() as s:
             await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
+            await s.commit()
         run, ids = await make_step(factory, "cost", opts)
         rng = random.Random(1)
         voter = Voter({c: -0.62 * r for r, c in enumerate(ids)}, opts, rng)
@@ -254,8 +260,7 @@ async def decision_cost(template: Path, n: int, k: int) -> list[float]:
                 break
             a, b = decision.pair
             w = voter.winner(a, b)
-            async with factory() as s:
-                await record_vote(s, run, w, b if w == a else a, f"p{v}")
+            await vote(App(factory), run, w, b if w == a else a, f"p{v}")
         await ratings_settled()
         times = []
         for i in range(50):

@@ -12,6 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
+from app.context import App
+from app.overview import votes_of
+from app.pipelines import list_pipelines, store_pipeline
 from bot.config import ConfigError, Settings, load_settings
 from comfy.capabilities import check_steps, fetch_capabilities
 from comfy.client import ComfyClient
@@ -21,13 +24,7 @@ from db.migrate import MigrationError, upgrade_database
 from orchestration.backup import backup_database
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DomainError, InvalidInput
-from orchestration.export import vote_records
-from orchestration.pipelines import (
-    PipelineSpec,
-    list_pipelines,
-    load_pipeline_spec,
-    store_pipeline,
-)
+from orchestration.pipelines import PipelineSpec, load_pipeline_spec
 
 log = logging.getLogger("comfy_curator")
 T = TypeVar("T")
@@ -42,11 +39,11 @@ def _setup_logging(level: str) -> None:
 
 
 async def _with_database(settings: Settings, work: Callable[..., Awaitable[T]], *args: object) -> T:
+    """`work(app, *args)`: a use case run against the upgraded database, which is then let go."""
     await upgrade_database(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
-        async with create_session_factory(engine)() as session:
-            return await work(session, *args)
+        return await work(App(create_session_factory(engine)), *args)
     finally:
         await engine.dispose()
 
@@ -111,7 +108,7 @@ async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> No
 
 
 async def cmd_export_votes(settings: Settings, args: argparse.Namespace) -> None:
-    records = await _with_database(settings, vote_records, args.run, settings.data_dir)
+    records = await _with_database(settings, votes_of, args.run, settings.data_dir)
     lines = "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records)
     if args.output == "-":
         sys.stdout.write(lines)

@@ -132,7 +132,7 @@ async def approve_step(
     run_step.approved_at = utcnow()
     run_step.approved_by = by
     run_step.top_k = k
-    await session.commit()
+    await session.flush()
     return ApprovalResult(run_id, step, k, top, int(total or 0) - len(top))
 
 

@@ -43,7 +43,8 @@ class Notice:
 
 
 async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
-    """The notices the run owes now, marked as given in the same transaction; commits.
+    """The notices the run owes now, marked as given in the caller's transaction, so
+    a notice is taken exactly when its mark is committed.
 
     Awaiting approval: once per step (approval ends the waiting for good). No work left: once
     each time the run runs dry — the mark is cleared when the run is found with work again,
@@ -55,7 +56,6 @@ async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
     # Locked and read afresh: a session keeps its objects after a commit, marks included.
     run = await session.get(PipelineRun, run_id, with_for_update=True, populate_existing=True)
     if run is None or run.status is RunStatus.completed:
-        await session.commit()
         return []
     notices: list[Notice] = []
     now = utcnow()
@@ -93,7 +93,7 @@ async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
         elif not waiting and await _idle(session, run_id) and await _no_work_due(session, run):
             run.no_work_notified_at = now
             notices.append(Notice(run_id, NoticeKind.no_work, no_work_message(run)))
-    await session.commit()
+    await session.flush()
     return notices
 
 

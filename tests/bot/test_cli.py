@@ -84,7 +84,7 @@ def test_export_votes_writes_one_json_line_per_vote(env, capsys):
     import json
 
     from db.engine import create_engine, create_session_factory
-    from orchestration.votes import record_vote
+    from tests.committed import record_vote
     from tests.factories import add_candidate, make_run
 
     assert main(["pipeline", "import", str(REPO / "pipelines" / "cpu-demo")]) == 0

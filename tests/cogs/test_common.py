@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cogs.common import running_run_choices
-from orchestration.runs import complete_run
+from tests.committed import complete_run
 from tests.factories import make_pipeline, make_run
 from tests.helpers import make_bot
 

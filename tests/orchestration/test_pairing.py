@@ -8,15 +8,15 @@ import random
 import pytest
 from sqlalchemy import insert
 
+from app.refits import ratings_settled
 from db.base import utcnow
 from db.models import Vote
-from orchestration.approvals import approve_step, awaiting_approval
+from orchestration.approvals import awaiting_approval
 from orchestration.confidence import top_k_confidence
 from orchestration.errors import NotFound
 from orchestration.pairing import SETTLED_AT, Phase, next_pair
-from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings
-from orchestration.votes import record_vote, reject_candidate
+from tests.committed import approve_step, record_vote, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from app.refits import ratings_settled
 from db.models import ImageCandidate, Vote
 from orchestration.fit import PRIOR_ELO_SD, fit_ratings
-from orchestration.refits import ratings_settled, refit_step, step_ratings
-from orchestration.votes import record_vote
+from orchestration.refits import step_ratings
+from tests.committed import record_vote, refit_step
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 
 from db.engine import create_engine, create_session_factory
 from db.models import ImageCandidate, Job
-from orchestration.approvals import approve_step
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job, end_job
-from orchestration.runs import RunSettings, complete_run, hold_run, resume_run
+from orchestration.runs import RunSettings
 from orchestration.selection import Mode, select_next_job
 from orchestration.states import JobStatus, SelectionOrder
+from tests.committed import approve_step, complete_run, hold_run, resume_run
 from tests.factories import add_candidate, make_pipeline, make_run
 
 GATES_OFF = RunSettings(gates=False)
@@ -254,7 +254,7 @@ async def test_deficit_base_generation_until_t_then_no_work(session, tmp_path):
 
 
 async def test_rejected_final_candidates_reopen_deficit(session, tmp_path):
-    from orchestration.votes import reject_candidate
+    from tests.committed import reject_candidate
 
     await make_pipeline(session, tmp_path, steps=2)
     run = await make_run(
@@ -316,7 +316,7 @@ async def test_gates_block_unapproved_step(session, tmp_path):
 
 
 async def test_rejected_candidate_is_never_a_parent(session, tmp_path):
-    from orchestration.votes import reject_candidate
+    from tests.committed import reject_candidate
 
     await make_pipeline(session, tmp_path, steps=2)
     run = await make_run(session, settings=RunSettings(gates=False, max_children=3))
