@@ -51,7 +51,7 @@ async def test_the_preview_fits_afresh_and_stores_nothing(session_factory, tmp_p
 async def test_a_refused_approval_leaves_everything_as_it_was(session_factory, tmp_path,
                                                              monkeypatch):
     monkeypatch.setattr(app.refits, "REFIT_DELAY", 600.0)
-    run, ids = await voted_step(session_factory, tmp_path)
+    run, _ids = await voted_step(session_factory, tmp_path)
     before = await stored(session_factory, run)
     with pytest.raises(Conflict, match="Step 1 .* needs no approval"):
         await approve(App(session_factory), run, 1, 1, "carol", lambda _: False)
