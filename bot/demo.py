@@ -56,7 +56,7 @@ from orchestration.runs import RunSettings, get_run
 from orchestration.scheduler import JobProgress, Scheduler, SchedulerEvent
 from orchestration.selection import runs_in_rotation
 from orchestration.states import CandidateStatus
-from orchestration.text import plural
+from orchestration.text import caption, plural
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +413,7 @@ class Demo:
             ranked = await self._final(run, SHEET_LIMIT)
             items = [
                 SheetItem(self.options.folder / c.image_path, rank,
-                          f"#{c.id} · Elo {c.elo:.0f} · {plural(c.votes, 'vote')}", FINAL_BADGE)
+                          caption(c.id, c.elo, c.votes), FINAL_BADGE)
                 for rank, c in enumerate(ranked, start=1)
             ]
             title = f"{run.name}: step {run.steps} ({final_step_name}), best first"

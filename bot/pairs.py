@@ -25,7 +25,7 @@ from bot.app import CuratorBot, component_boundary, reply_ephemeral
 from bot.permissions import ensure_curator
 from bot.render import render_pair
 from orchestration.pair_posts import Action, PairSide, PairToPost
-from orchestration.text import plural
+from orchestration.text import caption
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def vote_view(run_id: int, a: int, b: int) -> discord.ui.View:
 
 
 def side_label(letter: str, side: PairSide) -> str:
-    return f"{letter} #{side.id} · Elo {side.elo:.0f} · {plural(side.votes, 'vote')}"
+    return f"{letter} {caption(side.id, side.elo, side.votes)}"
 
 
 async def pair_message(bot: CuratorBot, post: PairToPost) -> dict[str, Any]:

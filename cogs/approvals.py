@@ -18,7 +18,7 @@ from bot.questions import Question
 from bot.render import SheetItem, render_contact_sheet
 from cogs.common import RunOption, run_ref
 from orchestration.approvals import ApprovalPreview
-from orchestration.text import plural
+from orchestration.text import caption
 
 
 def preview_text(run_id: int, step: int, preview: ApprovalPreview) -> str:
@@ -60,7 +60,7 @@ class Approvals(commands.Cog):
             SheetItem(
                 self.bot.settings.data_dir / c.image_path,
                 rank,
-                f"#{c.id} · Elo {c.elo:.0f} · {plural(c.votes, 'vote')}",
+                caption(c.id, c.elo, c.votes),
                 "advancing",
             )
             for rank, c in enumerate(top, start=1)

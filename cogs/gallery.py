@@ -35,7 +35,7 @@ from orchestration.overview import (
 )
 from orchestration.scheduler import SchedulerEvent
 from orchestration.states import CandidateStatus
-from orchestration.text import plural
+from orchestration.text import caption, plural
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def sheet_items(bot: CuratorBot, page: GalleryPage) -> list[SheetItem]:
         SheetItem(
             bot.settings.data_dir / item.image_path,
             item.rank,
-            f"#{item.id} · Elo {item.elo:.0f} · {plural(item.votes, 'vote')}",
+            caption(item.id, item.elo, item.votes),
             badge(item),
         )
         for item in page.items

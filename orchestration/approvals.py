@@ -35,6 +35,12 @@ class RankedCandidate:
     image_path: str
 
 
+def decided_by_approval(approved: bool, top_k: int | None) -> bool:
+    """Whether /approve has decided the step: approved with its k. Step 1 is approved when its
+    run starts, without a k: it only steers the raffle, and its candidates are still compared."""
+    return approved and top_k is not None
+
+
 @dataclass(frozen=True)
 class ApprovalResult:
     run_id: int

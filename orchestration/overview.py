@@ -45,13 +45,11 @@ class RunOverview:
 
     @property
     def finished(self) -> bool:
-        """Nothing more will come of it without a person: no work, nothing in flight, no step
-        awaiting approval, no hold."""
-        return (
-            not self.has_work
-            and self.in_flight == 0
-            and self.held_reason is None
-            and not any(s.awaiting_approval for s in self.steps)
+        return run_finished(
+            has_work=self.has_work,
+            in_flight=self.in_flight,
+            held=self.held_reason is not None,
+            awaiting=any(s.awaiting_approval for s in self.steps),
         )
 
     @property
@@ -66,6 +64,17 @@ class RunOverview:
         ):
             done += 1
         return done / len(self.steps) if self.steps else 0.0
+
+
+def run_finished(*, has_work: bool, in_flight: int, held: bool, awaiting: bool) -> bool:
+    """Nothing more will come of a run without a person: no work, no job still running (its
+    end brings another look), no step awaiting approval, no hold."""
+    return not has_work and in_flight == 0 and not held and not awaiting
+
+
+async def jobs_in_flight(session: AsyncSession, run_id: int) -> int:
+    found = await plan_and_counts(session, run_id)
+    return found[1].in_flight if found is not None else 0
 
 
 async def run_has_work(session: AsyncSession, run_id: int) -> bool:
@@ -105,7 +114,6 @@ async def run_overview(session: AsyncSession, run_id: int) -> RunOverview:
     waiting = (
         set(await awaiting_approval(session, run_id)) if run.status is RunStatus.running else set()
     )
-    found = await plan_and_counts(session, run_id)
     return RunOverview(
         run.id,
         run.name,
@@ -119,7 +127,7 @@ async def run_overview(session: AsyncSession, run_id: int) -> RunOverview:
             StepOverview(step, step_name, counts.get(step, 0), approved, step in waiting)
             for step, step_name, approved in rows
         ],
-        found[1].in_flight if found is not None else 0,
+        await jobs_in_flight(session, run_id),
     )
 
 

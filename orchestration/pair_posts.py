@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
 from db.models import ImageCandidate, PairPost, PipelineRun, PipelineRunStep
+from orchestration.approvals import decided_by_approval
 from orchestration.pairing import next_pair
 from orchestration.runs import get_running_run
 from orchestration.states import CandidateStatus
@@ -222,14 +223,14 @@ async def _out_of_date(session: AsyncSession, run_id: int, a: int, b: int) -> st
     steps = {step for _, _, step in rows}
     if len(steps) == 1:
         (step,) = steps
-        decided = await session.scalar(
-            select(PipelineRunStep.top_k).where(
-                PipelineRunStep.run_id == run_id,
-                PipelineRunStep.step == step,
-                PipelineRunStep.approved.is_(True),
+        decision = (
+            await session.execute(
+                select(PipelineRunStep.approved, PipelineRunStep.top_k).where(
+                    PipelineRunStep.run_id == run_id, PipelineRunStep.step == step
+                )
             )
-        )
-        if decided is not None:  # approved with /approve (step 1 is approved without a k)
+        ).first()
+        if decision is not None and decided_by_approval(*decision):
             return (
                 f"This pair is out of date: step {step} was approved meanwhile. "
                 "Nothing recorded."
