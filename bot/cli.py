@@ -9,13 +9,14 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypeVar
 
 from app.context import App
 from app.overview import votes_of
 from app.pipelines import list_pipelines, store_pipeline
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import REQUIRED_BY_RUN, ConfigError, Settings, load_settings, unknown_settings
 from comfy.capabilities import check_steps, fetch_capabilities
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
@@ -185,13 +186,29 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+def _version() -> str:
+    try:
+        return version("comfy-curator")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comfy-curator",
         description="Curate ComfyUI image generation from Discord.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"comfy-curator {_version()}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the Discord bot").set_defaults(func=cmd_run)
+    required = ", ".join(name.upper() for name in REQUIRED_BY_RUN)
+    sub.add_parser(
+        "run",
+        help="start the Discord bot",
+        description=f"Starts the Discord bot and the scheduler. Needs {required} (in the "
+        "environment or in .env; .env.example lists every setting).",
+    ).set_defaults(func=cmd_run)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(
         dest="db_command", required=True
@@ -237,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for warning in unknown_settings():
+        print(f"comfy-curator: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings()
         _setup_logging(settings.log_level)

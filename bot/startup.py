@@ -10,7 +10,7 @@ import signal
 import discord
 
 from bot.app import CuratorBot
-from bot.config import ConfigError, Settings, require
+from bot.config import REQUIRED_BY_RUN, ConfigError, Settings, require
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
@@ -34,7 +34,7 @@ async def check_workers(urls: list[str]) -> None:
 
 
 async def run_bot(settings: Settings) -> None:
-    require(settings, "discord_token", "discord_guild_id", "curator_role_id")
+    require(settings, *REQUIRED_BY_RUN)
     assert settings.discord_token is not None
     await upgrade_database(settings.database_url)
     await check_workers(settings.comfy_urls)

@@ -281,3 +281,62 @@ def test_a_database_held_by_another_program_is_one_line(env, monkeypatch, capsys
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_every_missing_setting_is_named_in_one_line(env, monkeypatch, capsys):
+    monkeypatch.setenv("DISCORD_TOKEN", "")  # blank is as good as missing
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for name in ("DISCORD_TOKEN", "DISCORD_GUILD_ID", "CURATOR_ROLE_ID"):
+        assert f"{name} is not set" in err
+
+
+def test_every_invalid_setting_is_named_in_one_line(env, monkeypatch, capsys):
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    monkeypatch.setenv("DATABASE_URL", "not a url")
+    monkeypatch.setenv("TOP_K", "zero")
+    assert main(["pipeline", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("comfy-curator: 3 settings are wrong: ")
+    assert "LOG_LEVEL is not valid" in err and "DEBUG, INFO, WARNING, ERROR" in err
+    assert "DATABASE_URL is not valid" in err and "sqlite+aiosqlite:///" in err
+    assert "TOP_K is not valid" in err
+
+
+def test_a_misspelt_setting_is_warned_about(env, capsys):
+    (env / ".env").write_text("DISCORD_GUID_ID=1\nCOMFY_URL=http://127.0.0.1:8188\n")
+    assert main(["pipeline", "list"]) == 0
+    err = capsys.readouterr().err
+    assert "DISCORD_GUID_ID in .env is not a setting; did you mean DISCORD_GUILD_ID?" in err
+
+
+def test_the_settings_template_names_every_setting_and_parses(env, monkeypatch):
+    from bot.config import Settings, load_settings
+
+    template = REPO / ".env.example"
+    names = [line.split("=", 1)[0] for line in template.read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert sorted(names) == sorted(n.upper() for n in Settings.model_fields)
+    for line in template.read_text().splitlines():  # `docker --env-file` keeps quotes
+        assert "'" not in line.partition("=")[2] and '"' not in line.partition("=")[2]
+    monkeypatch.delenv("DATABASE_URL")
+    settings = load_settings(template)  # the template as it is: every default, ids blank
+    assert settings.discord_token is None and settings.top_k == 3
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"comfy-curator {version('comfy-curator')}\n"
+
+
+def test_run_help_names_the_required_settings(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("DISCORD_TOKEN", "DISCORD_GUILD_ID", "CURATOR_ROLE_ID"))
