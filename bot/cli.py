@@ -109,6 +109,10 @@ async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> No
 
 
 async def cmd_export_votes(settings: Settings, args: argparse.Namespace) -> None:
+    folder = Path(args.output).parent
+    if args.output != "-" and not folder.is_dir():
+        raise ConfigError(f"-o {args.output}: the folder {folder} does not exist; create it "
+                          "or write elsewhere. Nothing was exported.")
     records = await _with_database(settings, votes_of, args.run, settings.data_dir)
     lines = "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records)
     if args.output == "-":

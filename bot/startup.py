@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 
+import aiohttp
 import discord
 
 from bot.app import CuratorBot
@@ -55,6 +56,12 @@ async def run_bot(settings: Settings) -> None:
         ) from err
     except discord.PrivilegedIntentsRequired as err:
         raise ConfigError(f"Discord refused an intent: {err}") from err
+    except (aiohttp.ClientConnectionError, discord.GatewayNotFound) as err:
+        raise ConfigError(
+            f"Discord cannot be reached ({err}): check this machine's internet connection, "
+            "DNS, proxy or firewall (the bot needs discord.com and gateway.discord.gg); "
+            "then start again."
+        ) from err
     finally:
         if not bot.is_closed():
             await bot.close()  # a job in flight keeps running on ComfyUI; the next start takes it

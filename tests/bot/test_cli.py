@@ -340,3 +340,43 @@ def test_run_help_names_the_required_settings(capsys):
         main(["run", "--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in ("DISCORD_TOKEN", "DISCORD_GUILD_ID", "CURATOR_ROLE_ID"))
+
+
+def test_export_into_a_missing_folder_is_one_line(env, capsys):
+    assert main(["export-votes", "1", "-o", str(env / "nowhere" / "votes.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "nowhere" in err and "does not exist" in err
+
+
+def test_an_unwritable_data_folder_is_one_line(env, monkeypatch, capsys):
+    blocked = env / "blocked"
+    blocked.write_text("a file where the folder should be")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{blocked}/sub/curator.db")
+    assert main(["pipeline", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "DATABASE_URL" in err and str(blocked) in err
+
+
+def test_an_unreachable_discord_is_one_line(env, monkeypatch, capsys):
+    import socket
+
+    import discord.http
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+    monkeypatch.setenv("DISCORD_TOKEN", "x.y.z")
+    monkeypatch.setenv("DISCORD_GUILD_ID", "1")
+    monkeypatch.setenv("CURATOR_ROLE_ID", "2")
+    monkeypatch.setattr("bot.startup.check_workers", _no_check)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("comfy-curator: Discord cannot be reached")
+
+
+async def _no_check(urls: list[str]) -> None:
+    """No ComfyUI is needed to find that Discord is out of reach."""
