@@ -341,7 +341,9 @@ async def test_rejected_candidate_is_never_a_parent(session, tmp_path):
         await finish(session, await claim(session, rng))
     ids = list(await session.scalars(select(ImageCandidate.id).order_by(ImageCandidate.id)))
     await reject_candidate(session, run, ids[0], "curator")
-    parents = {(await select_next_job(session, rng)).parent_id for _ in range(300)}
+    # Every ticket, from the first (the rejected one's slice, were it in the raffle) to the last.
+    tickets = [0.0, *(i / 12 for i in range(1, 12)), just_below(1.0)]
+    parents = {(await select_next_job(session, Fixed(u))).parent_id for u in tickets}
     assert parents == set(ids[1:])
 
 
