@@ -1,9 +1,7 @@
 # The bot in a container: data (SQLite and images) on a volume, settings from an env file.
-#   mkdir -p data && docker build -t comfy-curator .
-#   docker run -d --name comfy-curator --user "$(id -u):$(id -g)" --env-file .env \
-#     -v "$PWD/data:/app/data" --add-host=host.docker.internal:host-gateway comfy-curator
-# With ComfyUI on the host, set COMFY_URL=http://host.docker.internal:8188 in .env.
-# Without --user the bot runs as the image's own user, which needs write access to ./data.
+# `docker compose up -d` builds and starts it from compose.yaml (docs/operations.md).
+# The image's user is uid 1000, the first user of most Linux machines; ./data must be
+# writable by it (or run with --user "$(id -u):$(id -g)").
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DATA_DIR=/app/data \
@@ -11,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DATA_DIR=/app/data \
 WORKDIR /app
 
 COPY pyproject.toml constraints.txt README.md ./
+COPY app ./app
 COPY bot ./bot
 COPY cogs ./cogs
 COPY comfy ./comfy
@@ -19,8 +18,9 @@ COPY orchestration ./orchestration
 COPY scheduler ./scheduler
 COPY pipelines ./pipelines
 RUN pip install --no-cache-dir -c constraints.txt -e . \
-    && useradd --create-home curator && mkdir -p /app/data && chown curator /app/data
+    && useradd --create-home --uid 1000 curator && mkdir -p /app/data \
+    && chown 1000 /app/data
 
-USER curator
+USER 1000
 VOLUME ["/app/data"]
 CMD ["comfy-curator", "run"]

@@ -42,6 +42,7 @@ async def measure(duration: float, runs: int) -> tuple[list[float], list[float],
         await import_pipeline(session, PIPELINE)
         for index in range(runs):
             await create_run(session, "cpu-demo", f"bench {index + 1}", {}, SETTINGS)
+        await session.commit()
     folder = Path(tempfile.mkdtemp(prefix="bench-idle-gap-"))
     async with SimulatedComfy(duration=duration, root=folder / "comfy", seed=1) as sim:
         scheduler = Scheduler(sessions, [sim.url], folder / "data", rng=random.Random(1),

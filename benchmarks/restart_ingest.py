@@ -54,6 +54,7 @@ async def once(wait_for_end: bool, seed: int) -> float:
     async with sessions() as session:
         await import_pipeline(session, PIPELINE)
         await create_run(session, "cpu-demo", "bench", {}, RunSettings(max_children=1, budget=1))
+        await session.commit()
     folder = Path(tempfile.mkdtemp(prefix="bench-restart-ingest-"))
 
     def scheduler() -> Scheduler:

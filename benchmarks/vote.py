@@ -25,14 +25,15 @@ from pathlib import Path
 from common import fresh_database_async, percentile
 from sqlalchemy import select
 
+from app.context import App
+from app.pairs import vote
+from app.refits import ratings_settled
 from db.engine import create_engine, create_session_factory
 from db.models import ImageCandidate, Vote
 from orchestration.fit import fit_ratings
 from orchestration.jobs import StoredImage, claim_next_job, complete_job
 from orchestration.pipelines import import_pipeline
-from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings, create_run
-from orchestration.votes import record_vote
 
 CANDIDATES = 20
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,7 @@ async def setup(factory, tmp) -> tuple[int, list[int]]:
             await complete_job(s, job.job_id, [StoredImage(f"c{i}.png", 0)])  # type: ignore[union-attr]
         await s.commit()
         ids = list(await s.scalars(select(ImageCandidate.id).order_by(ImageCandidate.id)))
+        await s.commit()
     return run.run_id, ids
 
 
@@ -57,8 +59,7 @@ async def voter(factory, run_id, name, pairs, rng, pause, latencies):
             await asyncio.sleep(rng.uniform(0.1, 0.4))
         winner, loser = (a, b) if rng.random() < 0.5 else (b, a)
         t0 = time.perf_counter()
-        async with factory() as s:
-            await record_vote(s, run_id, winner, loser, name)
+        await vote(App(factory), run_id, winner, loser, name)
         latencies.append((time.perf_counter() - t0) * 1000)
 
 

@@ -11,12 +11,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from app.context import App
+from app.refits import finish_refits, refit_stale
 from bot.config import Settings
 from bot.questions import ConfirmButton
 from db.engine import SessionFactory
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DatabaseBusy, DomainError
-from orchestration.refits import finish_refits, refit_stale_steps
 from orchestration.text import clip
 from scheduler.events import SchedulerEvent
 from scheduler.process import Scheduler
@@ -147,13 +148,17 @@ class CuratorBot(commands.Bot):
             tree_cls=CuratorTree,
         )
         self.settings = settings
-        self.sessions = sessions
         self.scheduler = scheduler
+        self.app = App(sessions, wake=scheduler.wake, check=scheduler.problems_for_run)
         scheduler.on_event = self._on_scheduler_event
 
     async def _on_scheduler_event(self, event: SchedulerEvent) -> None:
         """Scheduler news becomes a bot event the cogs listen to (`on_scheduler_event`)."""
         self.dispatch("scheduler_event", event)
+
+    def can_post(self, channel_id: int) -> bool:
+        """Whether a channel of ours is there to post in (a run's channel may be deleted)."""
+        return isinstance(self.get_channel(channel_id), discord.TextChannel)
 
     @property
     def guild_id(self) -> int:
@@ -172,8 +177,7 @@ class CuratorBot(commands.Bot):
             self.guild_id,
             ", ".join(sorted(c.name for c in synced)),
         )
-        async with self.sessions() as session:  # before any interaction can show a rating
-            await refit_stale_steps(session)
+        await refit_stale(self.app)  # before any interaction can show a rating
         await self.scheduler.start()
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:

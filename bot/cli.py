@@ -9,10 +9,14 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypeVar
 
-from bot.config import ConfigError, Settings, load_settings
+from app.context import App
+from app.overview import votes_of
+from app.pipelines import list_pipelines, store_pipeline
+from bot.config import REQUIRED_BY_RUN, ConfigError, Settings, load_settings, unknown_settings
 from comfy.capabilities import check_steps, fetch_capabilities
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
@@ -21,13 +25,7 @@ from db.migrate import MigrationError, upgrade_database
 from orchestration.backup import backup_database
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DomainError, InvalidInput
-from orchestration.export import vote_records
-from orchestration.pipelines import (
-    PipelineSpec,
-    list_pipelines,
-    load_pipeline_spec,
-    store_pipeline,
-)
+from orchestration.pipelines import PipelineSpec, load_pipeline_spec
 
 log = logging.getLogger("comfy_curator")
 T = TypeVar("T")
@@ -42,11 +40,11 @@ def _setup_logging(level: str) -> None:
 
 
 async def _with_database(settings: Settings, work: Callable[..., Awaitable[T]], *args: object) -> T:
+    """`work(app, *args)`: a use case run against the upgraded database, which is then let go."""
     await upgrade_database(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
-        async with create_session_factory(engine)() as session:
-            return await work(session, *args)
+        return await work(App(create_session_factory(engine)), *args)
     finally:
         await engine.dispose()
 
@@ -111,7 +109,11 @@ async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> No
 
 
 async def cmd_export_votes(settings: Settings, args: argparse.Namespace) -> None:
-    records = await _with_database(settings, vote_records, args.run, settings.data_dir)
+    folder = Path(args.output).parent
+    if args.output != "-" and not folder.is_dir():
+        raise ConfigError(f"-o {args.output}: the folder {folder} does not exist; create it "
+                          "or write elsewhere. Nothing was exported.")
+    records = await _with_database(settings, votes_of, args.run, settings.data_dir)
     lines = "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records)
     if args.output == "-":
         sys.stdout.write(lines)
@@ -188,13 +190,29 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+def _version() -> str:
+    try:
+        return version("comfy-curator")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comfy-curator",
         description="Curate ComfyUI image generation from Discord.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"comfy-curator {_version()}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the Discord bot").set_defaults(func=cmd_run)
+    required = ", ".join(name.upper() for name in REQUIRED_BY_RUN)
+    sub.add_parser(
+        "run",
+        help="start the Discord bot",
+        description=f"Starts the Discord bot and the scheduler. Needs {required} (in the "
+        "environment or in .env; .env.example lists every setting).",
+    ).set_defaults(func=cmd_run)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(
         dest="db_command", required=True
@@ -240,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for warning in unknown_settings():
+        print(f"comfy-curator: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings()
         _setup_logging(settings.log_level)

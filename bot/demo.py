@@ -7,20 +7,21 @@ contact sheet per run.
 
 Everything the demo makes lives in one folder of its own (`DATA_DIR/demo` unless
 `--data-dir` is given): its SQLite database `demo.db`, the run folders and the contact sheets.
-The real bot's database and images are never touched. The demo calls the same orchestration
-functions the Discord cogs will; it writes no SQL.
+The real bot's database and images are never touched. The demo drives the same use cases the
+Discord cogs do (app/): the pairs it votes on are the ones /vote offers, a run is done when /runs
+would say it has no work left; it writes no SQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
@@ -33,8 +34,14 @@ from rich.logging import RichHandler
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.approvals import approve
+from app.context import App, RunRef
+from app.overview import gallery
+from app.pairs import answer, offer_pair
+from app.pipelines import import_pipeline
+from app.refits import ratings_settled
+from app.runs import complete_run, run_state, start_run
 from bot.config import ConfigError, Settings
 from bot.render import Badge, SheetItem, render_contact_sheet
 from comfy.client import ComfyClient
@@ -42,19 +49,13 @@ from comfy.errors import ComfyError, ComfyUnavailable
 from comfy.simulator import SimulatedComfy
 from db.engine import SessionFactory, create_engine, create_session_factory
 from db.migrate import upgrade_database
-from orchestration.approvals import (
-    RankedCandidate,
-    approve_step,
-    awaiting_approval,
-    ranked_candidates,
-)
 from orchestration.errors import DuplicateVote
-from orchestration.pipelines import import_pipeline
-from orchestration.refits import ratings_settled
-from orchestration.runs import RunSettings, complete_run, create_run, get_run
-from orchestration.selection import decide_for_run, plan_and_counts, runs_in_rotation
-from orchestration.text import plural
-from orchestration.votes import record_vote
+from orchestration.overview import GalleryItem
+from orchestration.pair_posts import Action, PairSide
+from orchestration.runs import RunSettings, get_run
+from orchestration.selection import runs_in_rotation
+from orchestration.states import CandidateStatus
+from orchestration.text import caption, plural
 from scheduler.events import JobProgress, SchedulerEvent
 from scheduler.process import Scheduler
 
@@ -160,7 +161,7 @@ class DemoRun:
     status: str = "growing"
     held: str | None = None
     done: bool = False
-    best: RankedCandidate | None = None
+    best: GalleryItem | None = None
     sheet: Path | None = None
 
     @property
@@ -197,50 +198,26 @@ def vividness(path: Path) -> float:
 
 
 class Voter:
-    """Votes on pairs: the more vivid candidate wins with probability WIN_PROBABILITY."""
+    """Answers the pairs the bot offers (the pair policy of /vote): the more vivid candidate
+    wins with probability WIN_PROBABILITY."""
 
     def __init__(self, folder: Path, rng: random.Random) -> None:
         self.folder = folder
         self.rng = rng
         self._quality: dict[int, float] = {}
-        self._used: set[tuple[str, int, int]] = set()
-        # Votes this voter made per candidate: the stored counts follow a moment later.
-        self._votes: Counter[int] = Counter()
 
-    def next_pair(
-        self, ranked: Sequence[RankedCandidate], target: int
-    ) -> tuple[RankedCandidate, RankedCandidate, str] | None:
-        """The least-voted candidate below `target` votes, against the least-voted partner
-        some voter has not judged it with yet (one vote per person per pair)."""
-        by_votes = sorted(ranked, key=lambda c: (self._votes[c.id], c.id))
-        for first in (c for c in by_votes if self._votes[c.id] < target):
-            for second in (c for c in by_votes if c.id != first.id):
-                low, high = sorted((first.id, second.id))
-                for voter in VOTERS:
-                    if (voter, low, high) not in self._used:
-                        return first, second, voter
-        return None
+    async def quality(self, side: PairSide) -> float:
+        if side.id not in self._quality:
+            path = self.folder / side.image_path
+            self._quality[side.id] = await asyncio.to_thread(vividness, path)
+        return self._quality[side.id]
 
-    def mark(self, voter: str, a: int, b: int) -> None:
-        low, high = sorted((a, b))
-        self._used.add((voter, low, high))
-
-    def counted(self, a: int, b: int) -> None:
-        self._votes.update((a, b))
-
-    async def quality(self, candidate: RankedCandidate) -> float:
-        if candidate.id not in self._quality:
-            path = self.folder / candidate.image_path
-            self._quality[candidate.id] = await asyncio.to_thread(vividness, path)
-        return self._quality[candidate.id]
-
-    async def judge(
-        self, a: RankedCandidate, b: RankedCandidate
-    ) -> tuple[RankedCandidate, RankedCandidate]:
-        """(winner, loser): the truly better one wins four times in five."""
+    async def choose(self, a: PairSide, b: PairSide) -> Action:
+        """"a" or "b": the truly better one wins four times in five."""
         qa, qb = await self.quality(a), await self.quality(b)
-        better, worse = (a, b) if (qa, -a.id) >= (qb, -b.id) else (b, a)
-        return (better, worse) if self.rng.random() < WIN_PROBABILITY else (worse, better)
+        better: Action = "a" if (qa, -a.id) >= (qb, -b.id) else "b"
+        worse: Action = "b" if better == "a" else "a"
+        return better if self.rng.random() < WIN_PROBABILITY else worse
 
 
 # -- the demo ------------------------------------------------------------------------------------
@@ -254,6 +231,7 @@ class Demo:
         self.console = console
         self.live = console.is_terminal
         self.sessions = sessions
+        self.app = App(sessions, wake=self._wake)
         self.voter = Voter(options.folder, random.Random(options.seed))
         self.runs: list[DemoRun] = []
         self.scheduler: Scheduler | None = None
@@ -261,21 +239,23 @@ class Demo:
         self.started = time.monotonic()
         self._kick = asyncio.Event()
 
+    def _wake(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
     # -- setup
 
     async def prepare(self) -> str:
         """Import the pipeline, retire leftovers of an interrupted demo, start the runs."""
-        async with self.sessions() as session:
-            imported = await import_pipeline(session, PIPELINE_DIR)
+        imported = await import_pipeline(self.app, PIPELINE_DIR)
         await self._retire_leftovers()
         settings = self.options.run_settings
         for index in range(self.options.runs):
             name, prompt = RUN_IDEAS[index % len(RUN_IDEAS)]
             if index >= len(RUN_IDEAS):
                 name = f"{name} {index // len(RUN_IDEAS) + 1}"
-            async with self.sessions() as session:
-                made = await create_run(session, imported.name, name, {"prompt": prompt},
-                                        settings, created_by=CREATED_BY)
+            made = await start_run(self.app, imported.name, name, {"prompt": prompt},
+                                   settings, created_by=CREATED_BY)
             self.runs.append(DemoRun(made.run_id, made.name, made.folder, made.steps,
                                      settings.top_k))
         return imported.steps[-1]
@@ -285,7 +265,7 @@ class Demo:
         Any other running run means this is not a demo database: refuse, changing nothing."""
         async with self.sessions() as session:
             running = [await get_run(session, rid) for rid in await runs_in_rotation(session)]
-        foreign = [run for run in running if run.created_by != CREATED_BY]
+            foreign = [run for run in running if run.created_by != CREATED_BY]
         if foreign:
             raise DemoError(
                 f"the database {self.options.database_url} has {len(foreign)} running run(s) "
@@ -293,8 +273,7 @@ class Demo:
                 "--database-url to use one in the demo's folder)."
             )
         for run in running:
-            async with self.sessions() as session:
-                await complete_run(session, run.id)
+            await complete_run(self.app, run.id)
             self._note(f"completed run {run.id} “{run.name}”, left over from an earlier demo",
                        notable=True)
 
@@ -362,22 +341,17 @@ class Demo:
                 await asyncio.wait_for(self._kick.wait(), 0.25)
 
     async def _advance(self, run: DemoRun) -> None:
-        async with self.sessions() as session:  # one transaction: one consistent picture
-            held = (await get_run(session, run.run_id)).held_reason
-            run.counts = {s: len(await ranked_candidates(session, run.run_id, s))
-                          for s in range(1, run.steps + 1)}
-            waiting = [] if held else await awaiting_approval(session, run.run_id)
-            finished = not held and not waiting and await _no_work_left(session, run.run_id)
-        if held:
-            run.held, run.status, run.done = held, "held", True
-            async with self.sessions() as session:  # the demo ends; nobody will /resume it
-                await complete_run(session, run.run_id)
+        state = await run_state(self.app, run.run_id)  # what /runs shows of it
+        run.counts = {s.step: s.candidates for s in state.steps}
+        if state.held_reason:
+            run.held, run.status, run.done = state.held_reason, "held", True
+            await complete_run(self.app, run.run_id)  # the demo ends; nobody will /resume it
             return
-        for step in waiting:
+        for step in (s.step for s in state.steps if s.awaiting_approval):
             run.status = f"voting on step {step}"
             await self._vote(run, step)
             await self._approve(run, step)
-        if finished:
+        if state.finished:
             await self._finish(run)
 
     async def _finish(self, run: DemoRun) -> None:
@@ -385,60 +359,62 @@ class Demo:
         run.status = f"voting on step {run.steps}"
         await self._vote(run, run.steps)
         await ratings_settled()  # the stored ratings take in the last votes
-        async with self.sessions() as session:
-            best = await ranked_candidates(session, run.run_id, run.steps, limit=1)
+        best = (await self._final(run, 1))[:1]
         run.best = best[0] if best else None
-        async with self.sessions() as session:
-            await complete_run(session, run.run_id)
+        await complete_run(self.app, run.run_id)
         run.status, run.done = "completed", True
         self._note(f"{run.label}: no work left ({run.counts_text()}); best final candidate "
                    + (f"#{run.best.id}, Elo {run.best.elo:.0f}" if run.best else "none"),
                    notable=True)
 
+    async def _final(self, run: DemoRun, limit: int) -> list[GalleryItem]:
+        """The best of the final step, as /gallery shows them."""
+        shown = await gallery(self.app, RunRef(run.run_id), run.steps, 1)
+        return [item for item in shown.page.items
+                if item.status is CandidateStatus.active][:limit]
+
     async def _vote(self, run: DemoRun, step: int) -> None:
+        """Answer the pairs the bot offers, as a curator tapping /vote would, until it has none
+        (the ranking is settled) or `votes_per_candidate` votes per candidate of `step`."""
         made = 0
-        while True:
-            async with self.sessions() as session:
-                ranked = await ranked_candidates(session, run.run_id, step)
-            pair = self.voter.next_pair(ranked, self.options.votes_per_candidate)
-            if pair is None:
+        limit = self.options.votes_per_candidate * max(2, run.counts.get(step, 0))
+        idle = 0
+        for voter in itertools.cycle(VOTERS):
+            if made >= limit or idle == len(VOTERS):
                 break
-            first, second, voter = pair
-            winner, loser = await self.voter.judge(first, second)
-            self.voter.mark(voter, first.id, second.id)
+            offer = await offer_pair(self.app, RunRef(run.run_id), voter)
+            if not offer.plan.posts:
+                idle += 1
+                continue
+            idle = 0
+            pair = offer.plan.posts[0]
+            action = await self.voter.choose(pair.a, pair.b)
             try:
-                async with self.sessions() as session:
-                    await record_vote(session, run.run_id, winner.id, loser.id, voter)
+                await answer(self.app, run.run_id, action, pair.a.id, pair.b.id, voter, _nowhere)
             except DuplicateVote:
                 continue
-            self.voter.counted(winner.id, loser.id)
             made += 1
             run.votes += 1
         if made:
-            self._note(f"{run.label}: {made} votes at step {step}", notable=False)
-            assert self.scheduler is not None
-            self.scheduler.wake()
+            self._note(f"{run.label}: {plural(made, 'vote')} at step {step}", notable=False)
 
     async def _approve(self, run: DemoRun, step: int) -> None:
-        async with self.sessions() as session:
-            result = await approve_step(session, run.run_id, step, run.top_k, CURATOR)
+        approved = await approve(self.app, run.run_id, step, run.top_k, CURATOR, _nowhere)
+        result = approved.result
         run.approvals[step] = result.k
         run.status = "growing"
         top = ", ".join(f"#{c.id} (Elo {c.elo:.0f})" for c in result.advancing)
         self._note(f"{run.label}: approved step {step}, top {result.k}: {top}", notable=True)
-        assert self.scheduler is not None
-        self.scheduler.wake()
 
     # -- the end
 
     async def write_sheets(self, final_step_name: str) -> None:
         await ratings_settled()
         for run in self.runs:
-            async with self.sessions() as session:
-                ranked = await ranked_candidates(session, run.run_id, run.steps, limit=SHEET_LIMIT)
+            ranked = await self._final(run, SHEET_LIMIT)
             items = [
                 SheetItem(self.options.folder / c.image_path, rank,
-                          f"#{c.id} · Elo {c.elo:.0f} · {plural(c.votes, 'vote')}", FINAL_BADGE)
+                          caption(c.id, c.elo, c.votes), FINAL_BADGE)
                 for rank, c in enumerate(ranked, start=1)
             ]
             title = f"{run.name}: step {run.steps} ({final_step_name}), best first"
@@ -461,6 +437,11 @@ class Demo:
             table.add_row(run.label, run.counts_text(), run.approvals_text(), str(run.votes),
                           best, str(self.options.folder / run.folder))
         return table
+
+
+def _nowhere(_channel_id: int) -> bool:
+    """The demo has no Discord channel: news waits where it is."""
+    return False
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -518,17 +499,6 @@ async def _drive(demo: Demo, url: str) -> None:
     except TimeoutError as err:
         raise DemoError(f"the demo did not finish within {timeout:g} s; is ComfyUI at {url} "
                         "still up? (--timeout sets the limit)") from err
-
-
-async def _no_work_left(session: AsyncSession, run_id: int) -> bool:
-    """No job in flight and nothing the scheduler could pick for this run."""
-    found = await plan_and_counts(session, run_id)
-    if found is None:
-        return True
-    if found[1].in_flight:
-        return False
-    # A throwaway generator: this only asks, and must not move the scheduler's draws.
-    return await decide_for_run(session, run_id, random.Random(0)) is None
 
 
 async def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoReport:

@@ -7,10 +7,11 @@ import contextlib
 import logging
 import signal
 
+import aiohttp
 import discord
 
 from bot.app import CuratorBot
-from bot.config import ConfigError, Settings, require
+from bot.config import REQUIRED_BY_RUN, ConfigError, Settings, require
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
@@ -34,7 +35,7 @@ async def check_workers(urls: list[str]) -> None:
 
 
 async def run_bot(settings: Settings) -> None:
-    require(settings, "discord_token", "discord_guild_id", "curator_role_id")
+    require(settings, *REQUIRED_BY_RUN)
     assert settings.discord_token is not None
     await upgrade_database(settings.database_url)
     await check_workers(settings.comfy_urls)
@@ -55,6 +56,12 @@ async def run_bot(settings: Settings) -> None:
         ) from err
     except discord.PrivilegedIntentsRequired as err:
         raise ConfigError(f"Discord refused an intent: {err}") from err
+    except (aiohttp.ClientConnectionError, discord.GatewayNotFound) as err:
+        raise ConfigError(
+            f"Discord cannot be reached ({err}): check this machine's internet connection, "
+            "DNS, proxy or firewall (the bot needs discord.com and gateway.discord.gg); "
+            "then start again."
+        ) from err
     finally:
         if not bot.is_closed():
             await bot.close()  # a job in flight keeps running on ComfyUI; the next start takes it

@@ -10,15 +10,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from app.approvals import approve, preview_approval
 from bot.app import CuratorBot, changed
+from bot.news import show_news
 from bot.permissions import curator_only
 from bot.questions import Question
 from bot.render import SheetItem, render_contact_sheet
-from cogs.common import RunOption, resolve_run
-from cogs.notifications import post_due_notices
-from cogs.voting import post_pairs
-from orchestration.approvals import ApprovalPreview, approval_preview, approve_step
-from orchestration.text import plural
+from cogs.common import RunOption, run_ref
+from orchestration.approvals import ApprovalPreview
+from orchestration.text import caption
 
 
 def preview_text(run_id: int, step: int, preview: ApprovalPreview) -> str:
@@ -52,16 +52,15 @@ class Approvals(commands.Cog):
         run: RunOption | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        run_id = await resolve_run(self.bot, interaction, run)
-        async with self.bot.sessions() as session:
-            preview = await approval_preview(session, run_id, step, k)  # refuses first
+        shown = await preview_approval(self.bot.app, run_ref(interaction, run), step, k)
+        run_id, preview = shown.run_id, shown.preview  # refused before any of this
         k = preview.k
         top = preview.top
         items = [
             SheetItem(
                 self.bot.settings.data_dir / c.image_path,
                 rank,
-                f"#{c.id} · Elo {c.elo:.0f} · {plural(c.votes, 'vote')}",
+                caption(c.id, c.elo, c.votes),
                 "advancing",
             )
             for rank, c in enumerate(top, start=1)
@@ -82,17 +81,17 @@ class Approvals(commands.Cog):
                 content="Not approved.", view=None, attachments=[]
             )
             return
-        async with self.bot.sessions() as session:
-            result = await approve_step(session, run_id, step, k, str(interaction.user.id))
+        approved = await approve(
+            self.bot.app, run_id, step, k, str(interaction.user.id), self.bot.can_post
+        )
+        result = approved.result
         changed(interaction, f"step {step} of run #{run_id} was approved")
-        self.bot.scheduler.wake()
         ids = ", ".join(f"#{c.id}" for c in result.advancing)
         await interaction.edit_original_response(
             content=f"Step {step} approved: {ids} advance, {result.not_advancing} do not.",
             view=None,
         )
-        await post_due_notices(self.bot, run_id)
-        await post_pairs(self.bot, run_id)  # pairs of the approved step now say they are done
+        await show_news(self.bot, approved.news)  # pairs of the approved step say they are done
 
 
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from orchestration.errors import InvalidInput
-from orchestration.overview import run_choices, run_for_channel
+from app.context import RunRef
+from app.overview import run_choices
 from orchestration.text import clip
 
 CHOICE_NAME_MAX = 100  # Discord's limit on an autocomplete choice's name
@@ -17,18 +17,9 @@ if TYPE_CHECKING:
     from bot.app import CuratorBot
 
 
-async def resolve_run(
-    bot: CuratorBot, interaction: discord.Interaction[Any], run: int | None
-) -> int:
+def run_ref(interaction: discord.Interaction[Any], run: int | None) -> RunRef:
     """The `run` option when given, else the run whose channel this is."""
-    if run is not None:
-        return run
-    if interaction.channel_id is not None:
-        async with bot.sessions() as session:
-            found = await run_for_channel(session, interaction.channel_id)
-        if found is not None:
-            return found
-    raise InvalidInput("Use this in a run's channel, or pick the run with the `run` option.")
+    return RunRef(run, interaction.channel_id)
 
 
 async def running_run_choices(
@@ -36,8 +27,7 @@ async def running_run_choices(
 ) -> list[app_commands.Choice[int]]:
     """Runs whose `#id name` contains what was typed: running ones, and with `completed` also
     those a person may still look at."""
-    async with bot.sessions() as session:
-        found = await run_choices(session, current, completed=completed)
+    found = await run_choices(bot.app, current, completed=completed)
     return [app_commands.Choice(name=clip(label, CHOICE_NAME_MAX), value=i) for i, label in found]
 
 

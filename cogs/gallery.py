@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
+from app.overview import candidate, gallery
 from bot.app import CuratorBot, component_boundary, defer_public
 from bot.render import (
     BADGE_WORDS,
@@ -25,16 +26,14 @@ from bot.render import (
     render_contact_sheet,
     to_rgb,
 )
-from cogs.common import AnyRunOption, resolve_run
+from cogs.common import AnyRunOption, run_ref
 from orchestration.overview import (
     CandidateDetail,
     GalleryItem,
     GalleryPage,
-    candidate_detail,
-    gallery_page,
 )
 from orchestration.states import CandidateStatus
-from orchestration.text import plural
+from orchestration.text import caption, plural
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def sheet_items(bot: CuratorBot, page: GalleryPage) -> list[SheetItem]:
         SheetItem(
             bot.settings.data_dir / item.image_path,
             item.rank,
-            f"#{item.id} · Elo {item.elo:.0f} · {plural(item.votes, 'vote')}",
+            caption(item.id, item.elo, item.votes),
             badge(item),
         )
         for item in page.items
@@ -130,8 +129,7 @@ class CandidateSelect(
 
     async def _open(self, bot: CuratorBot, candidate_id: int) -> tuple[str, discord.File | None]:
         """The text to show and the picture, or no picture and why not."""
-        async with bot.sessions() as session:
-            detail = await candidate_detail(session, self.run_id, candidate_id)
+        detail = await candidate(bot.app, self.run_id, candidate_id)
         text = detail_text(detail)
         path = bot.settings.data_dir / detail.image_path
         try:
@@ -196,9 +194,7 @@ class Gallery(commands.Cog):
         run: AnyRunOption | None = None,
     ) -> None:
         await defer_public(interaction)
-        run_id = await resolve_run(self.bot, interaction, run)
-        async with self.bot.sessions() as session:
-            found = await gallery_page(session, run_id, step, page)
+        found = (await gallery(self.bot.app, run_ref(interaction, run), step, page)).page
         title = (
             f"{found.run_name}: step {found.step} ({found.step_name}), "
             f"page {found.page} of {found.pages}"

@@ -8,9 +8,9 @@ import logging
 import discord
 from discord.ext import commands
 
+from app.news import catch_up, channels_for, job_arrived
 from bot.app import MESSAGE_MAX, CuratorBot
-from orchestration.notices import due_notices, runs_to_notify
-from orchestration.overview import run_channel, running_run_channels
+from bot.news import show_news
 from orchestration.states import HoldKind
 from orchestration.text import clip
 from scheduler.events import SchedulerEvent
@@ -56,58 +56,25 @@ def describe(event: SchedulerEvent) -> str | None:
     return None
 
 
-async def post_due_notices(bot: CuratorBot, run_id: int) -> int:
-    """Post what the run owes its channel (orchestration.notices); returns how many went out.
-
-    Called after each job that succeeded and after an approval. Notices are taken only when the
-    run's channel is there to take them, so a run without a channel (yet) keeps them due. Never
-    raises: a notice is news, and must not turn an approval that worked into an error.
-    """
-    try:
-        async with bot.sessions() as session:
-            channel_id = await run_channel(session, run_id)
-            channel = bot.get_channel(channel_id) if channel_id is not None else None
-            if not isinstance(channel, discord.TextChannel):
-                return 0
-            notices = await due_notices(session, run_id)
-    except Exception:
-        log.warning("run %s: could not work out its notices", run_id, exc_info=True)
-        return 0
-    posted = 0
-    for notice in notices:
-        try:
-            await channel.send(clip(notice.message, MESSAGE_MAX))
-            posted += 1
-        except discord.HTTPException:
-            log.warning(
-                "run %s: could not post the %s notice to channel %s",
-                run_id,
-                notice.kind,
-                channel_id,
-                exc_info=True,
-            )
-    return posted
-
-
 class Notifications(commands.Cog):
     def __init__(self, bot: CuratorBot) -> None:
         self.bot = bot
 
     @commands.Cog.listener()
     async def on_scheduler_event(self, event: SchedulerEvent) -> None:
+        """The one subscriber to the scheduler's news: a job's arrival brings its run's
+        notices and pairs (`app.news`), the rest is posted where it belongs."""
         if event.kind == "job_succeeded" and event.run_id is not None:
-            await post_due_notices(self.bot, event.run_id)
+            await show_news(self.bot, await job_arrived(self.bot.app, event.run_id,
+                                                        self.bot.can_post))
             return
         text = describe(event)
         if text is None:
             return
-        async with self.bot.sessions() as session:
-            if event.kind in RUN_EVENTS and event.run_id is not None:
-                found = await run_channel(session, event.run_id)
-                channels = [found] if found is not None else []
-            else:
-                channels = await running_run_channels(session)
-        for channel_id in channels:
+        run_id = event.run_id if event.kind in RUN_EVENTS else None
+        if event.kind in RUN_EVENTS and run_id is None:
+            return
+        for channel_id in await channels_for(self.bot.app, run_id):
             channel = self.bot.get_channel(channel_id)
             if isinstance(channel, discord.TextChannel):
                 try:
@@ -117,16 +84,9 @@ class Notifications(commands.Cog):
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
-        """Catch up after a start: a notice due when the bot stopped gets no job event if the
-        run is idle. Asking again on a reconnect is harmless: each notice goes out once."""
-        try:
-            async with self.bot.sessions() as session:
-                run_ids = await runs_to_notify(session)
-        except Exception:
-            log.warning("could not list the runs to notify", exc_info=True)
-            return
-        for run_id in run_ids:
-            await post_due_notices(self.bot, run_id)
+        """Catch up after a start on notices a stop kept from going out."""
+        for news in await catch_up(self.bot.app, self.bot.can_post):
+            await show_news(self.bot, news)
 
 
 async def setup(bot: CuratorBot) -> None:

@@ -14,11 +14,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from app.overview import runs_with_work
+from app.pipelines import import_pipeline, list_pipelines
 from bot.app import MESSAGE_MAX, CuratorBot, changed
 from bot.permissions import curator_only
 from orchestration.errors import InvalidInput
-from orchestration.overview import run_overviews
-from orchestration.pipelines import import_pipeline, list_pipelines
 from orchestration.text import clip, quoted
 
 MAX_UPLOAD = 20 * 2**20
@@ -93,8 +93,7 @@ class Pipelines(commands.Cog):
     @pipeline.command(name="list", description="The pipelines runs can use")
     async def list_(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        async with self.bot.sessions() as session:
-            pipelines = await list_pipelines(session)
+        pipelines = await list_pipelines(self.bot.app)
         lines = [
             f"**{p.name}**: {' → '.join(p.steps)} (variables: {', '.join(p.variables) or 'none'})"
             for p in pipelines
@@ -118,8 +117,7 @@ class Pipelines(commands.Cog):
         data = await file.read()
         with tempfile.TemporaryDirectory(prefix="pipeline-") as tmp:
             path = await asyncio.to_thread(unpack, data, file.filename, Path(tmp))
-            async with self.bot.sessions() as session:
-                result = await import_pipeline(session, path)
+            result = await import_pipeline(self.bot.app, path)
         if result.created:
             changed(interaction, f"pipeline {quoted(result.name)} was imported")
         verb = "Imported" if result.created else "Already imported, unchanged:"
@@ -148,8 +146,7 @@ class Pipelines(commands.Cog):
                     f"{job.step}: {job.fraction:.0%} "
                     f"({time.monotonic() - job.started:.0f} s)"
                 )
-        async with self.bot.sessions() as session:
-            runs = [r for r in await run_overviews(session) if r.has_work]
+        runs = await runs_with_work(self.bot.app)
         queue = ", ".join(f"#{r.id} {r.name}" for r in runs) or "none"
         lines.append(f"Runs with work: {queue}")
         lines.append(f"Jobs done since start: {scheduler.jobs_done}")

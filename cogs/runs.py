@@ -9,14 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from app.pipelines import list_pipelines
+from app.runs import channel_opened, complete_run, list_runs, resume_run, start_run, which_run
 from bot.app import CuratorBot, changed, defer_public
 from bot.permissions import curator_only
 from bot.questions import Question
-from cogs.common import RunOption, resolve_run
+from cogs.common import RunOption, run_ref
 from orchestration.errors import InvalidInput
-from orchestration.overview import RunOverview, run_overviews, set_run_channel
-from orchestration.pipelines import list_pipelines
-from orchestration.runs import RunCreated, complete_run, create_run, resume_run
+from orchestration.overview import RunOverview
+from orchestration.runs import RunCreated
 from orchestration.states import RunStatus, SelectionOrder
 from orchestration.text import NAME_MAX, clip, plural, quoted
 
@@ -97,8 +98,7 @@ class Runs(commands.Cog):
     @app_commands.describe(page="Page of the list (10 runs a page)")
     async def runs(self, interaction: discord.Interaction[Any], page: int = 1) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        async with self.bot.sessions() as session:
-            overviews = await run_overviews(session)
+        overviews = await list_runs(self.bot.app)
         await interaction.followup.send(embed=runs_embed(overviews, page), ephemeral=True)
 
     @run_group.command(name="start", description="Start a run of a pipeline in its own channel")
@@ -138,17 +138,13 @@ class Runs(commands.Cog):
             budget=defaults.budget,
             top_k=defaults.top_k,
         )
-        async with self.bot.sessions() as session:
-            created = await create_run(
-                session, pipeline, name, values, settings, created_by=str(interaction.user.id),
-                check=self.bot.scheduler.problems_for_run,
-            )
+        created = await start_run(
+            self.bot.app, pipeline, name, values, settings, created_by=str(interaction.user.id),
+            wake=False,
+        )
         changed(interaction, f"run #{created.run_id} {quoted(created.name)} was started")
-        channel, problem = await self._open_channel(interaction, created)  # no session held
-        if channel is not None:
-            async with self.bot.sessions() as session:
-                await set_run_channel(session, created.run_id, channel.id)
-        self.bot.scheduler.wake()  # once its channel is known, for the first pairs
+        channel, problem = await self._open_channel(interaction, created)
+        await channel_opened(self.bot.app, created.run_id, channel.id if channel else None)
         where = f" in {channel.mention}" if channel is not None else ""
         text = (
             f"Started run #{created.run_id} “{created.name}” on {created.pipeline} "
@@ -164,8 +160,7 @@ class Runs(commands.Cog):
     async def _pipelines(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        async with self.bot.sessions() as session:
-            pipelines = await list_pipelines(session)
+        pipelines = await list_pipelines(self.bot.app)
         return [
             app_commands.Choice(name=p.name, value=p.name)
             for p in pipelines
@@ -206,7 +201,7 @@ class Runs(commands.Cog):
         self, interaction: discord.Interaction[Any], run: RunOption | None = None
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        run_id = await resolve_run(self.bot, interaction, run)
+        run_id = await which_run(self.bot.app, run_ref(interaction, run))
         question = Question("complete", interaction.user.id)
         await interaction.followup.send(
             f"Complete run #{run_id}? No new jobs, votes or approvals afterwards.",
@@ -216,8 +211,7 @@ class Runs(commands.Cog):
         if not await question.answer():
             await interaction.edit_original_response(content="Not completed.", view=None)
             return
-        async with self.bot.sessions() as session:
-            done = await complete_run(session, run_id)
+        done = await complete_run(self.bot.app, run_id)
         changed(interaction, f"run #{done.id} {quoted(done.name)} was completed")
         await interaction.edit_original_response(
             content=f"Run #{done.id} “{done.name}” is completed.", view=None
@@ -245,11 +239,8 @@ class Runs(commands.Cog):
         self, interaction: discord.Interaction[Any], run: RunOption | None = None
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        run_id = await resolve_run(self.bot, interaction, run)
-        async with self.bot.sessions() as session:
-            resumed = await resume_run(session, run_id)
+        resumed = await resume_run(self.bot.app, run_ref(interaction, run))
         changed(interaction, f"run #{resumed.id} {quoted(resumed.name)} was resumed")
-        self.bot.scheduler.wake()
         await interaction.followup.send(
             f"Run #{resumed.id} “{resumed.name}” resumed.", ephemeral=True
         )

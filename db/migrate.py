@@ -17,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.base import Base
@@ -46,7 +47,10 @@ async def upgrade_database(url: str, revision: str = "head") -> None:
 
     The connection is already in its transaction when alembic gets it, so alembic runs every
     revision inside it and commits nothing itself."""
-    ensure_sqlite_folder(url)
+    try:
+        ensure_sqlite_folder(url)
+    except OSError as err:
+        raise MigrationError(_unopenable(url, err.strerror or str(err))) from err
     cfg = alembic_config(url)
     engine = create_engine(url, foreign_keys=False)
     try:
@@ -58,8 +62,17 @@ async def upgrade_database(url: str, revision: str = "head") -> None:
                 broken = (await conn.execute(text("PRAGMA foreign_key_check"))).all()
                 if broken:
                     raise MigrationError(f"migration left dangling references: {broken[:5]}")
+    except OperationalError as err:
+        if "unable to open database file" not in str(err):
+            raise
+        raise MigrationError(_unopenable(url, "unable to open the file")) from err
     finally:
         await engine.dispose()
+
+
+def _unopenable(url: str, why: str) -> str:
+    return (f"DATABASE_URL: cannot create or open {make_url(url).database} ({why}); make its "
+            "folder writable, or point DATABASE_URL (or DATA_DIR) elsewhere.")
 
 
 def _where(url: str) -> str:

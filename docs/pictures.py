@@ -43,13 +43,19 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: the project's pa
 import discord  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from app.context import App  # noqa: E402
+from app.news import run_news  # noqa: E402
+from app.pairs import vote as cast_vote  # noqa: E402
+from app.refits import ratings_settled  # noqa: E402
+from bot.news import show_news  # noqa: E402
+from bot.pairs import VoteButton, show_pairs  # noqa: E402
 from bot.render import encode, to_rgb  # noqa: E402
 from cogs.approvals import Approvals  # noqa: E402
 from cogs.gallery import UPLOAD_MAX_BYTES, Gallery, detail_text, full_size  # noqa: E402
-from cogs.notifications import Notifications, post_due_notices  # noqa: E402
+from cogs.notifications import Notifications  # noqa: E402
 from cogs.pipelines import Pipelines  # noqa: E402
 from cogs.runs import Runs  # noqa: E402
-from cogs.voting import VoteButton, Voting, post_pairs  # noqa: E402
+from cogs.voting import Voting  # noqa: E402
 from comfy.simulator import SimulatedComfy  # noqa: E402
 from db.engine import SessionFactory, create_engine, create_session_factory  # noqa: E402
 from db.migrate import upgrade_database  # noqa: E402
@@ -58,9 +64,7 @@ from orchestration.approvals import ranked_candidates  # noqa: E402
 from orchestration.errors import DuplicateVote  # noqa: E402
 from orchestration.overview import candidate_detail, run_for_channel  # noqa: E402
 from orchestration.pairing import next_pair  # noqa: E402
-from orchestration.refits import ratings_settled  # noqa: E402
 from orchestration.runs import RunSettings  # noqa: E402
-from orchestration.votes import record_vote  # noqa: E402
 from scheduler.events import SchedulerEvent  # noqa: E402
 from scheduler.process import Scheduler  # noqa: E402
 
@@ -186,7 +190,7 @@ def curator(name: str) -> Any:
 
 
 def stand_in_bot(sessions: SessionFactory, scheduler: Scheduler, data_dir: Path) -> Any:
-    """What the cogs read of `CuratorBot`: settings, sessions, the scheduler, its channels."""
+    """What the cogs read of `CuratorBot`: settings, its use cases, the scheduler, channels."""
     ids = itertools.count(900000000000001000)
     posts: list[Sent] = []
     channel = run_channel(ids, posts)
@@ -203,8 +207,9 @@ def stand_in_bot(sessions: SessionFactory, scheduler: Scheduler, data_dir: Path)
     )
     return SimpleNamespace(
         settings=settings,
-        sessions=sessions,
+        app=App(sessions, wake=scheduler.wake, check=scheduler.problems_for_run),
         scheduler=scheduler,
+        can_post=lambda cid: cid == CHANNEL_ID,
         guild_id=GUILD_ID,
         guild=SimpleNamespace(id=GUILD_ID, create_text_channel=create_text_channel),
         get_channel=lambda cid: channel if cid == CHANNEL_ID else None,
@@ -287,21 +292,20 @@ def taste(a: int, b: int, rng: random.Random) -> tuple[int, int]:
     return (worse, better) if rng.random() < NOISE else (better, worse)
 
 
-async def vote(sessions: SessionFactory, run_id: int, rng: random.Random, most: int) -> int:
+async def vote(app: App, run_id: int, rng: random.Random, most: int) -> int:
     """Votes of VOTERS on the pairs the pair policy offers them, until it offers none."""
     made = 0
     while made < most:
         offered = False
         for voter in VOTERS:
-            async with sessions() as session:
+            async with app.sessions() as session:
                 found = await next_pair(session, run_id, voter, rng=rng)
             if found.pair is None:
                 continue
             offered = True
             winner, loser = taste(*found.pair, rng)
             with contextlib.suppress(DuplicateVote):
-                async with sessions() as session:
-                    await record_vote(session, run_id, winner, loser, voter)
+                await cast_vote(app, run_id, winner, loser, voter)
                 made += 1
         if not offered:
             break
@@ -370,14 +374,14 @@ async def _simulate(sessions: SessionFactory, sim: SimulatedComfy, data_dir: Pat
     await scheduler.start()
     try:
         await scheduler.wait_idle()  # 3 base images, 9 refined: step 2 awaits approval
-        await post_due_notices(bot, run_id)
+        await show_news(bot, await run_news(bot.app, run_id, bot.can_post, pairs=False))
         asked = await call(Runs.runs, runs, ask())
         runs_awaiting = embed_text(asked.followup.sent[-1].kwargs["embed"])
 
         # A few votes first, so the pairs posted show Elo and votes.
-        await vote(sessions, run_id, rng, most=8)
+        await vote(bot.app, run_id, rng, most=8)
         before = len(posts)
-        await post_pairs(bot, run_id)
+        await show_pairs(bot, await run_news(bot.app, run_id, bot.can_post, notices=False))
         pairs = [m for m in posts[before:] if "view" in m.kwargs]
         got.pictures["pair"] = pairs[0].file()
         got.add("Pair message", "Posted in the run's channel: this line, the picture, and five "
@@ -398,7 +402,7 @@ async def _simulate(sessions: SessionFactory, sim: SimulatedComfy, data_dir: Pat
         sim.resume()
         await scheduler.wait_idle()
 
-        await vote(sessions, run_id, rng, most=300)
+        await vote(bot.app, run_id, rng, most=300)
         asked = await call(Voting.vote, voting, ask())
         got.add("/vote", "A private reply; here three pairs already wait for an answer in the "
                 "channel, so it points to them.", *asked.texts())
@@ -435,8 +439,8 @@ async def _simulate(sessions: SessionFactory, sim: SimulatedComfy, data_dir: Pat
         got.add("/resume", "A private reply.", *asked.texts())
         await scheduler.wait_idle()  # the approved three grow: 9 at step 3, then no work
 
-        await vote(sessions, run_id, rng, most=20)
-        await post_due_notices(bot, run_id)
+        await vote(bot.app, run_id, rng, most=20)
+        await show_news(bot, await run_news(bot.app, run_id, bot.can_post, pairs=False))
 
         asked = await call(Gallery.gallery, gallery, ask(), step=2)
         sheet = asked.followup.sent[-1]

@@ -35,6 +35,12 @@ class RankedCandidate:
     image_path: str
 
 
+def decided_by_approval(approved: bool, top_k: int | None) -> bool:
+    """Whether /approve has decided the step: approved with its k. Step 1 is approved when its
+    run starts, without a k: it only steers the raffle, and its candidates are still compared."""
+    return approved and top_k is not None
+
+
 @dataclass(frozen=True)
 class ApprovalResult:
     run_id: int
@@ -132,7 +138,7 @@ async def approve_step(
     run_step.approved_at = utcnow()
     run_step.approved_by = by
     run_step.top_k = k
-    await session.commit()
+    await session.flush()
     return ApprovalResult(run_id, step, k, top, int(total or 0) - len(top))
 
 

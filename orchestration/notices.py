@@ -22,8 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.base import utcnow
 from db.models import ImageCandidate, Job, PipelineRun, PipelineRunStep
 from orchestration.approvals import awaiting_approval
-from orchestration.overview import run_has_work
-from orchestration.selection import plan_and_counts
+from orchestration.overview import jobs_in_flight, run_finished, run_has_work
 from orchestration.states import CandidateStatus, RunStatus
 
 
@@ -43,7 +42,8 @@ class Notice:
 
 
 async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
-    """The notices the run owes now, marked as given in the same transaction; commits.
+    """The notices the run owes now, marked as given in the caller's transaction, so
+    a notice is taken exactly when its mark is committed.
 
     Awaiting approval: once per step (approval ends the waiting for good). No work left: once
     each time the run runs dry — the mark is cleared when the run is found with work again,
@@ -55,7 +55,6 @@ async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
     # Locked and read afresh: a session keeps its objects after a commit, marks included.
     run = await session.get(PipelineRun, run_id, with_for_update=True, populate_existing=True)
     if run is None or run.status is RunStatus.completed:
-        await session.commit()
         return []
     notices: list[Notice] = []
     now = utcnow()
@@ -90,10 +89,15 @@ async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
     if run.held_reason is None:
         if await run_has_work(session, run_id):
             run.no_work_notified_at = None  # re-armed: the next time it runs dry is news again
-        elif not waiting and await _idle(session, run_id) and await _no_work_due(session, run):
+        elif run_finished(
+            has_work=False,
+            in_flight=await jobs_in_flight(session, run_id),
+            held=False,
+            awaiting=bool(waiting),
+        ) and await _no_work_due(session, run):
             run.no_work_notified_at = now
             notices.append(Notice(run_id, NoticeKind.no_work, no_work_message(run)))
-    await session.commit()
+    await session.flush()
     return notices
 
 
@@ -135,13 +139,6 @@ async def _active_counts(session: AsyncSession, run_id: int, steps: list[int]) -
         .group_by(c.step)
     )
     return {step: int(count) for step, count in rows.tuples()}
-
-
-async def _idle(session: AsyncSession, run_id: int) -> bool:
-    """Nothing in flight either: a run whose last jobs still run is not done yet, and their
-    end brings another check."""
-    found = await plan_and_counts(session, run_id)
-    return found is not None and found[1].in_flight == 0
 
 
 async def _no_work_due(session: AsyncSession, run: PipelineRun) -> bool:

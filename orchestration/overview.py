@@ -14,9 +14,10 @@ from sqlalchemy.orm import aliased
 from db.models import ImageCandidate, Pipeline, PipelineRun, PipelineRunStep, PipelineStep, Vote
 from orchestration.approvals import awaiting_approval
 from orchestration.confidence import Confidence, top_k_confidence
-from orchestration.errors import NotFound
+from orchestration.errors import InvalidInput, NotFound
 from orchestration.ranking import RANKING
-from orchestration.selection import decide_for_run
+from orchestration.runs import get_run
+from orchestration.selection import decide_for_run, plan_and_counts
 from orchestration.states import CandidateStatus, RunStatus
 
 
@@ -40,6 +41,16 @@ class RunOverview:
     votes: int
     has_work: bool
     steps: list[StepOverview]
+    in_flight: int = 0  # its jobs not ended yet
+
+    @property
+    def finished(self) -> bool:
+        return run_finished(
+            has_work=self.has_work,
+            in_flight=self.in_flight,
+            held=self.held_reason is not None,
+            awaiting=any(s.awaiting_approval for s in self.steps),
+        )
 
     @property
     def completion(self) -> float:
@@ -55,6 +66,17 @@ class RunOverview:
         return done / len(self.steps) if self.steps else 0.0
 
 
+def run_finished(*, has_work: bool, in_flight: int, held: bool, awaiting: bool) -> bool:
+    """Nothing more will come of a run without a person: no work, no job still running (its
+    end brings another look), no step awaiting approval, no hold."""
+    return not has_work and in_flight == 0 and not held and not awaiting
+
+
+async def jobs_in_flight(session: AsyncSession, run_id: int) -> int:
+    found = await plan_and_counts(session, run_id)
+    return found[1].in_flight if found is not None else 0
+
+
 async def run_has_work(session: AsyncSession, run_id: int) -> bool:
     """Whether selection would give this run a job now (a held or completed run has none)."""
     run = await session.get(PipelineRun, run_id)
@@ -65,9 +87,7 @@ async def run_has_work(session: AsyncSession, run_id: int) -> bool:
 
 
 async def run_overview(session: AsyncSession, run_id: int) -> RunOverview:
-    run = await session.get(PipelineRun, run_id)
-    if run is None:
-        raise NotFound(f"There is no run #{run_id}.")
+    run = await get_run(session, run_id)
     name = await session.scalar(select(Pipeline.name).where(Pipeline.id == run.pipeline_id))
     rows = (
         await session.execute(
@@ -107,6 +127,7 @@ async def run_overview(session: AsyncSession, run_id: int) -> RunOverview:
             StepOverview(step, step_name, counts.get(step, 0), approved, step in waiting)
             for step, step_name, approved in rows
         ],
+        await jobs_in_flight(session, run_id),
     )
 
 
@@ -129,12 +150,20 @@ async def run_for_channel(session: AsyncSession, channel_id: int) -> int | None:
     return found
 
 
+async def run_in_question(session: AsyncSession, run_id: int | None, channel_id: int | None) -> int:
+    """The run a person picked, else the run whose channel they are in."""
+    if run_id is not None:
+        return run_id
+    if channel_id is not None:
+        found = await run_for_channel(session, channel_id)
+        if found is not None:
+            return found
+    raise InvalidInput("Use this in a run's channel, or pick the run with the `run` option.")
+
+
 async def set_run_channel(session: AsyncSession, run_id: int, channel_id: int) -> None:
-    run = await session.get(PipelineRun, run_id)
-    if run is None:
-        raise NotFound(f"There is no run #{run_id}.")
+    run = await get_run(session, run_id)
     run.channel_id = channel_id
-    await session.commit()
 
 
 async def run_channel(session: AsyncSession, run_id: int) -> int | None:
@@ -194,9 +223,7 @@ async def gallery_page(
 ) -> GalleryPage:
     """One page of a step's candidates, best first, rejected ones last; default: the highest
     step that has candidates."""
-    run = await session.get(PipelineRun, run_id)
-    if run is None:
-        raise NotFound(f"There is no run #{run_id}.")
+    run = await get_run(session, run_id)
     steps = {
         row.step: row
         for row in await session.execute(

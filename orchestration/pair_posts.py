@@ -22,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.base import utcnow
 from db.models import ImageCandidate, PairPost, PipelineRun, PipelineRunStep
+from orchestration.approvals import decided_by_approval
 from orchestration.pairing import next_pair
 from orchestration.runs import get_running_run
 from orchestration.states import CandidateStatus
-from orchestration.votes import record_vote, reject_candidate
+from orchestration.votes import VoteResult, record_vote, reject_candidate
 
 OPEN_PAIRS_PER_RUN = 3
 # A pair reserved but never sent (the bot stopped in between) stops counting after this long.
@@ -79,6 +80,7 @@ class PairPlan:
 class PairAnswer:
     outcome: str  # the line the pair's message shows from now on
     counted: bool  # False: the pair was out of date, nothing was recorded
+    vote: VoteResult | None = None  # the vote it recorded, if it was one
 
 
 async def plan_pairs(
@@ -135,7 +137,6 @@ async def plan_pairs(
         taken.append((a, b))
     steps = await _step_count(session, run_id) if planned else 0
     posts = [await _describe(session, run, steps, post) for post in planned]
-    await session.commit()
     return PairPlan(posts, closed, messages, note, waiting)
 
 
@@ -147,13 +148,11 @@ async def mark_sent(
         .where(PairPost.id == post_id)
         .values(channel_id=channel_id, message_id=message_id)
     )
-    await session.commit()
 
 
 async def forget_post(session: AsyncSession, post_id: int) -> None:
     """The message never went out: free its place."""
     await session.execute(delete(PairPost).where(PairPost.id == post_id))
-    await session.commit()
 
 
 async def forget_deleted_messages(session: AsyncSession, message_ids: Collection[int]) -> int:
@@ -164,7 +163,6 @@ async def forget_deleted_messages(session: AsyncSession, message_ids: Collection
             PairPost.message_id.in_(list(message_ids)), PairPost.answered_at.is_(None)
         )
     )
-    await session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -182,13 +180,12 @@ async def answer_pair(
     of date meanwhile, the reason and nothing recorded. Refusals (no such run, a completed run,
     a second vote on the pair by the same person) raise DomainError and leave the pair open.
 
-    One transaction: the pair is closed in the commit that records the answer, so a failure
-    anywhere (a refusal, a database held by another program) leaves nothing recorded."""
+    Meant for one transaction: the pair is closed in the commit that records the answer, so a
+    failure anywhere (a refusal, a database held by another program) leaves nothing recorded."""
     await get_running_run(session, run_id)
     reason = await _out_of_date(session, run_id, a, b)
     if reason is not None:
         await _close(session, run_id, a, b, message_id, reason)
-        await session.commit()
         return PairAnswer(reason, counted=False)
     outcomes: dict[Action, str] = {
         "a": f"A (#{a}) is better than B (#{b})",
@@ -199,17 +196,16 @@ async def answer_pair(
     }
     outcome = outcomes[action]
     await _close(session, run_id, a, b, message_id, outcome)
+    vote = None
     if action == "a":
-        await record_vote(session, run_id, a, b, voter)  # commits the close with the vote
+        vote = await record_vote(session, run_id, a, b, voter)
     elif action == "b":
-        await record_vote(session, run_id, b, a, voter)
+        vote = await record_vote(session, run_id, b, a, voter)
     elif action == "ra":
         await reject_candidate(session, run_id, a, voter)
     elif action == "rb":
         await reject_candidate(session, run_id, b, voter)
-    else:
-        await session.commit()
-    return PairAnswer(outcome, counted=action != "s")
+    return PairAnswer(outcome, counted=action != "s", vote=vote)
 
 
 async def _out_of_date(session: AsyncSession, run_id: int, a: int, b: int) -> str | None:
@@ -227,14 +223,14 @@ async def _out_of_date(session: AsyncSession, run_id: int, a: int, b: int) -> st
     steps = {step for _, _, step in rows}
     if len(steps) == 1:
         (step,) = steps
-        decided = await session.scalar(
-            select(PipelineRunStep.top_k).where(
-                PipelineRunStep.run_id == run_id,
-                PipelineRunStep.step == step,
-                PipelineRunStep.approved.is_(True),
+        decision = (
+            await session.execute(
+                select(PipelineRunStep.approved, PipelineRunStep.top_k).where(
+                    PipelineRunStep.run_id == run_id, PipelineRunStep.step == step
+                )
             )
-        )
-        if decided is not None:  # approved with /approve (step 1 is approved without a k)
+        ).first()
+        if decision is not None and decided_by_approval(*decision):
             return (
                 f"This pair is out of date: step {step} was approved meanwhile. "
                 "Nothing recorded."
@@ -245,8 +241,7 @@ async def _out_of_date(session: AsyncSession, run_id: int, a: int, b: int) -> st
 async def _close(
     session: AsyncSession, run_id: int, a: int, b: int, message_id: int | None, outcome: str
 ) -> None:
-    """Mark the pair's post answered: by its message when known, else any open post of it.
-    The caller commits."""
+    """Mark the pair's post answered: by its message when known, else any open post of it."""
     where = [PairPost.run_id == run_id, PairPost.answered_at.is_(None)]
     if message_id is not None:
         where.append(PairPost.message_id == message_id)

@@ -33,7 +33,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import ImageCandidate, PipelineRunStep, Vote
-from orchestration.approvals import awaiting_approval
+from orchestration.approvals import awaiting_approval, decided_by_approval
 from orchestration.confidence import step_posterior, top_k_probability
 from orchestration.runs import get_running_run
 from orchestration.states import CandidateStatus
@@ -154,10 +154,9 @@ async def _steps_in_order(
             .order_by(PipelineRunStep.step)
         )
     ).all()
-    # An approved step with a filter has made its decision; step 1 (approved without one) only
-    # steers the raffle.
     open_steps = [step for step, approved, _ in rows if not approved]
-    unfiltered = [step for step, approved, top_k in rows if approved and top_k is None]
+    unfiltered = [step for step, approved, top_k in rows
+                  if approved and not decided_by_approval(approved, top_k)]
     if len(open_steps) + len(unfiltered) <= 1:
         return [*open_steps, *unfiltered], None
     awaiting = await awaiting_approval(session, run_id)

@@ -235,7 +235,7 @@ async def store_pipeline(session: AsyncSession, spec: PipelineSpec) -> ImportRes
                 variables=s.variables,
             )
         )
-    await session.commit()
+    await session.flush()
     return ImportResult(pipeline.id, pipeline.name, names, spec.variables, True, spec.warnings)
 
 

@@ -162,7 +162,7 @@ async def create_run(
                 approved_by=(created_by or "system") if first else None,
             )
         )
-    await session.commit()
+    await session.flush()
     return RunCreated(run.id, run.name, found.name, run.folder, len(found.steps), values)
 
 
@@ -170,7 +170,6 @@ async def complete_run(session: AsyncSession, run_id: int) -> PipelineRun:
     run = await get_running_run(session, run_id)
     run.status = RunStatus.completed
     run.completed_at = utcnow()
-    await session.commit()
     return run
 
 
@@ -243,5 +242,4 @@ async def resume_run(session: AsyncSession, run_id: int) -> PipelineRun:
     run.held_reason = None
     run.held_kind = None
     run.held_at = None
-    await session.commit()
     return run

@@ -23,6 +23,11 @@ def plural(count: int, noun: str) -> str:
 NAME_MAX = 100
 
 
+def caption(candidate_id: int, elo: float, votes: int) -> str:
+    """How a candidate is named under its picture: "#12 · Elo 1034 · 3 votes"."""
+    return f"#{candidate_id} · Elo {elo:.0f} · {plural(votes, 'vote')}"
+
+
 def quoted(text: str, limit: int = 60) -> str:
     """Someone's input inside a message, cut so the message stays short: “abc…”."""
     text = " ".join(text.split())

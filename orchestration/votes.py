@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from db.base import utcnow
 from db.models import ImageCandidate, PipelineRun, Vote
 from orchestration.errors import Conflict, DuplicateVote, InvalidInput, NotFound
-from orchestration.refits import refit_step, schedule_refit
 from orchestration.rejection import mark_rejected
 from orchestration.runs import get_running_run
 from orchestration.states import CandidateStatus, RunStatus
@@ -126,38 +125,27 @@ async def record_vote(
     """One person's choice of `winner_id` over `loser_id`.
 
     The schema's unique (voter, pair) constraint is what refuses a second vote on a pair, so
-    two taps racing each other are refused too. Only the vote is written; the step's ratings
-    and vote counts are refitted from all its votes in the background a moment later
-    (`REFIT_DELAY`), one fit per burst of votes, so a tap costs what an insert costs.
-    `ratings_settled()` waits for that refit; decisions (pairs, /approve) fit afresh.
+    two taps racing each other are refused too. Only the vote is written, so a tap costs what an
+    insert costs: once it is committed, its step's ratings are refitted in the background
+    (`app.refits`); decisions (pairs, /approve) fit afresh.
     """
     if winner_id == loser_id:
         raise InvalidInput(f"A vote needs two different candidates, got #{winner_id} twice.")
     conn = await session.connection()
     low, high = sorted((winner_id, loser_id))
     try:
-        try:
-            row = (await conn.execute(_INSERT_VOTE, {
-                "run_id": run_id, "winner_id": winner_id, "loser_id": loser_id,
-                "low_id": low, "high_id": high, "voter": voter, "created_at": utcnow(),
-            })).first()
-        except IntegrityError as err:
-            raise DuplicateVote(
-                f"You already voted on #{low} vs #{high}; your first vote stands."
-            ) from err
-        if row is None:
-            await _load_pair(conn, run_id, winner_id, loser_id)  # raises the reason
-            raise Conflict(f"#{winner_id} vs #{loser_id} cannot take a vote now.")
-    except Exception:
-        await session.rollback()
-        raise
-    await session.commit()
+        row = (await conn.execute(_INSERT_VOTE, {
+            "run_id": run_id, "winner_id": winner_id, "loser_id": loser_id,
+            "low_id": low, "high_id": high, "voter": voter, "created_at": utcnow(),
+        })).first()
+    except IntegrityError as err:
+        raise DuplicateVote(
+            f"You already voted on #{low} vs #{high}; your first vote stands."
+        ) from err
+    if row is None:
+        await _load_pair(conn, run_id, winner_id, loser_id)  # raises the reason
+        raise Conflict(f"#{winner_id} vs #{loser_id} cannot take a vote now.")
     vote_id, step = row
-    engine = session.bind
-    if isinstance(engine, AsyncEngine):
-        schedule_refit(engine, run_id, step)
-    else:  # a session bound to one connection has no other to refit on: refit now
-        await refit_step(session, run_id, step)
     return VoteResult(int(vote_id), run_id, int(step), winner_id, loser_id)
 
 
@@ -183,5 +171,5 @@ async def reject_candidate(
     if cand.status is CandidateStatus.rejected:
         raise Conflict(f"Candidate #{cand.id} is already rejected.")
     mark_rejected(cand, by)
-    await session.commit()
+    await session.flush()
     return RejectResult(cand.id, cand.run_id, cand.step)

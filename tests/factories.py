@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import ImageCandidate, PipelineRunStep
 from orchestration.jobs import arrival_advancing
-from orchestration.pipelines import import_pipeline
-from orchestration.runs import RunSettings, create_run
+from orchestration.runs import RunSettings
 from orchestration.states import CandidateStatus
+from tests.committed import create_run, import_pipeline
 
 
 def base_workflow(prompt: str = "{{prompt}}") -> dict[str, Any]:

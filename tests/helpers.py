@@ -14,9 +14,12 @@ from unittest.mock import AsyncMock, MagicMock
 import discord
 from discord import app_commands
 
+from app.news import run_news
 from bot.app import CuratorBot
 from bot.config import Settings
+from bot.pairs import show_pairs
 from db.engine import SessionFactory
+from orchestration.pair_posts import PairPlan
 from scheduler.process import Scheduler
 from tests import discord_rules as rules
 
@@ -300,9 +303,9 @@ async def tap(
     """A tap on a component of `message` as discord.py dispatches it: the bot's
     `on_interaction`, then the dynamic item whose template matches, but only when the message
     still carries that component (discord.py's ViewStore drops other taps silently)."""
+    from bot.pairs import VoteButton
     from bot.questions import ConfirmButton
     from cogs.gallery import CandidateSelect
-    from cogs.voting import VoteButton
 
     interaction = fake_interaction(bot, user=user, message=message, custom_id=custom_id)
     interaction.response.arrived()
@@ -373,3 +376,10 @@ async def press(
     tap = fake_interaction(bot, user=user, message=message)
     await button.callback(tap)
     return tap
+
+
+async def post_pairs(bot: CuratorBot, run_id: int) -> PairPlan | None:
+    """What a job's arrival does to the pairs of the run's channel (its notices left out)."""
+    news = await run_news(bot.app, run_id, bot.can_post, notices=False)
+    await show_pairs(bot, news)
+    return news.pairs

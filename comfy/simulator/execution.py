@@ -40,6 +40,7 @@ class Execution(ServerState):
             self._worker = asyncio.create_task(self._work_loop(), name="simulated-comfy-worker")
 
     async def _stop_worker(self) -> None:
+        self._asleep.clear()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -52,6 +53,7 @@ class Execution(ServerState):
                 if not self._pending and self._running is None:
                     self._idle.set()
                 self._work.clear()
+                self._asleep.set()
                 await self._work.wait()
             job = min(self._pending, key=lambda j: (j.number, j.prompt_id))  # heap order
             self._pending.remove(job)
@@ -200,6 +202,7 @@ class Execution(ServerState):
             "meta": {n: ui["meta"] for n, ui in ui_outputs.items()},
         }
         self._running = None
+        self._ended.set()
         self._last_node = None
         job.timing.ended = time.monotonic()
         job.timing.status = {"execution_success": "success", "execution_error": "error",

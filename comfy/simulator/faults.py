@@ -73,6 +73,7 @@ class FaultInjection(ServerState):
         for sid, ws in list(self._sockets.items()):
             if self._sockets.get(sid) is ws:
                 del self._sockets[sid]
+                self._unregistered.set()
             self._dropped.add(id(ws))
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"simulated drop")
 
@@ -129,7 +130,7 @@ class FaultInjection(ServerState):
 
     def resume(self) -> None:
         self._paused = False
-        self._work.set()
+        self._wake()
 
     async def go_down(self, *, crash: bool = False) -> None:
         """Stop listening: connections are refused until `come_up`.

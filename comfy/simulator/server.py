@@ -116,6 +116,25 @@ class SimulatedComfy(FaultInjection, Execution):
         """Wait until nothing is queued or running (wrap in asyncio.timeout as needed)."""
         await self._idle.wait()
 
+    async def wait_ended(self, prompt_id: str) -> None:
+        """Wait until this prompt has ended and its history is written, however late it was
+        queued (wrap in asyncio.timeout)."""
+        while prompt_id not in self._history:
+            self._ended.clear()
+            await self._ended.wait()
+
+    async def wait_worker_asleep(self) -> None:
+        """Wait until the worker has taken in every prompt queued and every resume so far and
+        waits for more (paused, or nothing to run): then what it did not start, it will not
+        start by itself (wrap in asyncio.timeout)."""
+        await self._asleep.wait()
+
+    async def wait_unregistered(self, client_id: str) -> None:
+        """Wait until no socket is registered for this client id (wrap in asyncio.timeout)."""
+        while client_id in self._sockets:
+            self._unregistered.clear()
+            await self._unregistered.wait()
+
     # -- HTTP server ---------------------------------------------------------------------------
 
     def _make_app(self) -> web.Application:
@@ -199,6 +218,7 @@ class SimulatedComfy(FaultInjection, Execution):
                 self._dropped.discard(id(ws))  # the simulator closed it and let go of it
             else:
                 self._sockets.pop(sid, None)
+                self._unregistered.set()
         return ws
 
     # -- endpoints -----------------------------------------------------------------------------
@@ -244,7 +264,7 @@ class SimulatedComfy(FaultInjection, Execution):
                   PromptTiming(prompt_id, number, time.monotonic()))
         self._pending.append(job)
         self._idle.clear()
-        self._work.set()
+        self._wake()
         await self._status()
         return web.json_response({"prompt_id": prompt_id, "number": number,
                                   "node_errors": node_errors})

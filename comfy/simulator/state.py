@@ -115,6 +115,9 @@ class ServerState(abc.ABC):
         self._idle = asyncio.Event()
         self._idle.set()
         self._started = asyncio.Event()
+        self._ended = asyncio.Event()  # set as each prompt's history is written
+        self._asleep = asyncio.Event()  # the worker waits for work, every wake-up taken in
+        self._unregistered = asyncio.Event()  # set as a socket's client id is let go
         self._interrupt = asyncio.Event()
         self._paused = False
         # Fault injection state.
@@ -154,6 +157,11 @@ class ServerState(abc.ABC):
 
     async def _status(self) -> None:
         await self._send("status", {"status": self._queue_info()})
+
+    def _wake(self) -> None:
+        """Tell the worker the queue or the pause changed."""
+        self._asleep.clear()
+        self._work.set()
 
     # What the server, the executor and fault injection each provide to the others.
 

@@ -84,7 +84,7 @@ def test_export_votes_writes_one_json_line_per_vote(env, capsys):
     import json
 
     from db.engine import create_engine, create_session_factory
-    from orchestration.votes import record_vote
+    from tests.committed import record_vote
     from tests.factories import add_candidate, make_run
 
     assert main(["pipeline", "import", str(REPO / "pipelines" / "cpu-demo")]) == 0
@@ -281,3 +281,102 @@ def test_a_database_held_by_another_program_is_one_line(env, monkeypatch, capsys
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_every_missing_setting_is_named_in_one_line(env, monkeypatch, capsys):
+    monkeypatch.setenv("DISCORD_TOKEN", "")  # blank is as good as missing
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for name in ("DISCORD_TOKEN", "DISCORD_GUILD_ID", "CURATOR_ROLE_ID"):
+        assert f"{name} is not set" in err
+
+
+def test_every_invalid_setting_is_named_in_one_line(env, monkeypatch, capsys):
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    monkeypatch.setenv("DATABASE_URL", "not a url")
+    monkeypatch.setenv("TOP_K", "zero")
+    assert main(["pipeline", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("comfy-curator: 3 settings are wrong: ")
+    assert "LOG_LEVEL is not valid" in err and "DEBUG, INFO, WARNING, ERROR" in err
+    assert "DATABASE_URL is not valid" in err and "sqlite+aiosqlite:///" in err
+    assert "TOP_K is not valid" in err
+
+
+def test_a_misspelt_setting_is_warned_about(env, capsys):
+    (env / ".env").write_text("DISCORD_GUID_ID=1\nCOMFY_URL=http://127.0.0.1:8188\n")
+    assert main(["pipeline", "list"]) == 0
+    err = capsys.readouterr().err
+    assert "DISCORD_GUID_ID in .env is not a setting; did you mean DISCORD_GUILD_ID?" in err
+
+
+def test_the_settings_template_names_every_setting_and_parses(env, monkeypatch):
+    from bot.config import Settings, load_settings
+
+    template = REPO / ".env.example"
+    names = [line.split("=", 1)[0] for line in template.read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert sorted(names) == sorted(n.upper() for n in Settings.model_fields)
+    for line in template.read_text().splitlines():  # `docker --env-file` keeps quotes
+        assert "'" not in line.partition("=")[2] and '"' not in line.partition("=")[2]
+    monkeypatch.delenv("DATABASE_URL")
+    settings = load_settings(template)  # the template as it is: every default, ids blank
+    assert settings.discord_token is None and settings.top_k == 3
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"comfy-curator {version('comfy-curator')}\n"
+
+
+def test_run_help_names_the_required_settings(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("DISCORD_TOKEN", "DISCORD_GUILD_ID", "CURATOR_ROLE_ID"))
+
+
+def test_export_into_a_missing_folder_is_one_line(env, capsys):
+    assert main(["export-votes", "1", "-o", str(env / "nowhere" / "votes.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "nowhere" in err and "does not exist" in err
+
+
+def test_an_unwritable_data_folder_is_one_line(env, monkeypatch, capsys):
+    blocked = env / "blocked"
+    blocked.write_text("a file where the folder should be")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{blocked}/sub/curator.db")
+    assert main(["pipeline", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "DATABASE_URL" in err and str(blocked) in err
+
+
+def test_an_unreachable_discord_is_one_line(env, monkeypatch, capsys):
+    import socket
+
+    import discord.http
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+    monkeypatch.setenv("DISCORD_TOKEN", "x.y.z")
+    monkeypatch.setenv("DISCORD_GUILD_ID", "1")
+    monkeypatch.setenv("CURATOR_ROLE_ID", "2")
+    monkeypatch.setattr("bot.startup.check_workers", _no_check)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("comfy-curator: Discord cannot be reached")
+
+
+async def _no_check(urls: list[str]) -> None:
+    """No ComfyUI is needed to find that Discord is out of reach."""

@@ -16,9 +16,9 @@ from bot.demo import DemoError, DemoOptions, run_demo
 from comfy.simulator import SimulatedComfy
 from db.engine import create_engine, create_session_factory
 from db.models import PipelineRun
-from orchestration.pipelines import import_pipeline
-from orchestration.runs import RunSettings, create_run
+from orchestration.runs import RunSettings
 from orchestration.states import RunStatus
+from tests.committed import create_run, import_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,7 @@ from sqlalchemy import select
 
 from cogs.approvals import Approvals
 from db.models import ImageCandidate, PipelineRunStep
-from orchestration.runs import complete_run
-from orchestration.votes import record_vote
+from tests.committed import complete_run, record_vote
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import (
     fake_interaction,

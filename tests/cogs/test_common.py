@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cogs.common import running_run_choices
-from orchestration.runs import complete_run
+from tests.committed import complete_run
 from tests.factories import make_pipeline, make_run
 from tests.helpers import make_bot
 
@@ -22,7 +22,7 @@ async def test_a_completed_run_is_offered_only_where_it_can_be_used(session_fact
 
 
 def test_every_run_option_is_one_autocompleted_integer(tmp_path):
-    from tests.cogs.test_limits import options, registered
+    from tests.system.test_discord_limits import options, registered
 
     runs = [
         (where, o)

@@ -10,16 +10,15 @@ import discord
 from discord.components import SelectMenu
 from PIL import Image
 
+from app.refits import ratings_settled
 from bot.app import UNEXPECTED
 from cogs import gallery as gallery_cog
 from cogs.gallery import CandidateSelect, Gallery, full_size, gallery_view, select_id
 from db.models import ImageCandidate
-from orchestration.approvals import approve_step
 from orchestration.confidence import top_k_confidence
-from orchestration.overview import gallery_page, set_run_channel
-from orchestration.refits import ratings_settled
+from orchestration.overview import gallery_page
 from orchestration.runs import RunSettings
-from orchestration.votes import record_vote, reject_candidate
+from tests.committed import approve_step, record_vote, reject_candidate, set_run_channel
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import fake_interaction, fake_member, invoke, make_bot, replies
 

@@ -17,9 +17,8 @@ from comfy.client import ComfyClient
 from comfy.simulator import SimulatedComfy
 from db.models import PipelineRun
 from orchestration.errors import InvalidInput
-from orchestration.pipelines import import_pipeline
-from orchestration.runs import hold_run
 from orchestration.states import RunStatus
+from tests.committed import hold_run, import_pipeline
 from tests.factories import make_pipeline, make_run
 from tests.helpers import (
     confirmed,

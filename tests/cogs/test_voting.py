@@ -8,14 +8,14 @@ import asyncio
 import discord
 from sqlalchemy import select
 
-from cogs.voting import VoteButton, Voting, custom_id, post_pairs, vote_view
+from bot.pairs import VoteButton, custom_id, vote_view
+from cogs.notifications import Notifications
+from cogs.voting import Voting
 from db.models import ImageCandidate, PairPost, Vote
-from orchestration.approvals import approve_step
-from orchestration.overview import set_run_channel
 from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
 from orchestration.states import CandidateStatus
-from orchestration.votes import reject_candidate
 from scheduler.events import SchedulerEvent
+from tests.committed import approve_step, reject_candidate, set_run_channel
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import (
     fake_interaction,
@@ -23,6 +23,7 @@ from tests.helpers import (
     fake_text_channel,
     invoke,
     make_bot,
+    post_pairs,
     posted_with,
     replies,
     tap,
@@ -125,7 +126,7 @@ async def test_skip_records_nothing(session_factory, tmp_path):
 
 async def test_a_new_candidate_brings_pairs_at_most_three_open(session_factory, tmp_path):
     bot, channel, run, ids = await run_with_channel(session_factory, tmp_path)
-    cog = Voting(bot)
+    cog = Notifications(bot)  # the one subscriber to a job's arrival
     done = SchedulerEvent("job_succeeded", "job done", "http://gpu:8188", run_id=run)
     await cog.on_scheduler_event(done)
     await cog.on_scheduler_event(done)

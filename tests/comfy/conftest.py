@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,50 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+class LogWatch(logging.Handler):
+    """Keeps a logger's lines and wakes a test when a line it waits for is logged: the code's
+    own word that something happened, awaited instead of polled for."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+        self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        for waiter in list(self._waiters):
+            text, times, done = waiter
+            if self.count(text) >= times:
+                self._waiters.remove(waiter)
+                if not done.done():
+                    done.set_result(None)
+
+    def count(self, text: str) -> int:
+        return sum(text in message for message in self.messages)
+
+    async def wait_for(self, text: str, times: int = 1) -> None:
+        """Until `times` lines containing `text` have been logged (wrap in asyncio.timeout)."""
+        if self.count(text) >= times:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._waiters.append((text, times, done))
+        await done
+
+
+@contextmanager
+def watch_log(name: str = "comfy.client") -> Iterator[LogWatch]:
+    """Every line the logger `name` logs (DEBUG up) while inside."""
+    logger = logging.getLogger(name)
+    watch, level = LogWatch(), logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(watch)
+    try:
+        yield watch
+    finally:
+        logger.removeHandler(watch)
+        logger.setLevel(level)
 
 
 # Workflows used across the tests, in ComfyUI's API format.

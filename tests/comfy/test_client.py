@@ -26,6 +26,7 @@ from tests.comfy.conftest import (
     post_to_comfy,
     run_prompt,
     txt2img_workflow,
+    watch_log,
 )
 
 
@@ -121,12 +122,13 @@ async def test_socket_dropped_and_reopened_still_completes(
 ) -> None:
     sim.duration = 0.2
     sim.drop_websockets_mid_prompt(refuse_reconnect=False)
-    async with asyncio.timeout(5):
-        result = await run_prompt(client, invert_workflow())
-    assert result.status == "success"
-    async with asyncio.timeout(5):
-        while not client.connected:  # noqa: ASYNC110 - the client exposes no event for this
-            await asyncio.sleep(0.01)
+    with watch_log() as log:
+        async with asyncio.timeout(5):
+            result = await run_prompt(client, invert_workflow())
+        assert result.status == "success"
+        async with asyncio.timeout(5):  # the first socket, then the one after the drop
+            await log.wait_for(f"websocket to {sim.url} is up", times=2)
+    assert client.connected
 
 
 async def test_a_socket_that_never_opens_falls_back_to_polling(sim: SimulatedComfy) -> None:
@@ -182,8 +184,10 @@ async def test_a_submit_whose_answer_was_lost_is_not_queued_twice(
 async def test_server_coming_back_within_the_retries(sim: SimulatedComfy) -> None:
     await sim.go_down()
     async with fast_client(sim.url, retry_attempts=20, retry_max_wait=0.05) as client:
-        submitting = asyncio.create_task(client.submit(invert_workflow()))
-        await asyncio.sleep(0.15)
+        with watch_log() as log:
+            submitting = asyncio.create_task(client.submit(invert_workflow()))
+            async with asyncio.timeout(5):
+                await log.wait_for("retrying", times=3)
         assert not submitting.done()
         await sim.come_up()
         async with asyncio.timeout(5):
@@ -198,7 +202,8 @@ async def test_a_network_outage_mid_prompt_is_ridden_out(sim: SimulatedComfy) ->
         async with asyncio.timeout(5):
             await sim.wait_running()
         await sim.go_down()
-        await asyncio.sleep(0.4)  # the prompt ends while the server is unreachable
+        async with asyncio.timeout(5):
+            await sim.wait_idle()  # the prompt ends while the server is unreachable
         await sim.come_up()
         async with asyncio.timeout(5):
             result = await running
@@ -209,8 +214,10 @@ async def test_a_crash_that_loses_the_prompt_ends_it_as_an_error(sim: SimulatedC
     sim.duration = 0.5
     async with fast_client(sim.url, retry_attempts=30, retry_max_wait=0.05) as client:
         pid = await client.submit(invert_workflow())
-        following = asyncio.create_task(client.follow(pid))
-        await asyncio.sleep(0.05)
+        heard = asyncio.Event()
+        following = asyncio.create_task(client.follow(pid, lambda *_: heard.set()))
+        async with asyncio.timeout(5):
+            await heard.wait()  # the follower hears the prompt run
         await sim.go_down(crash=True)
         await sim.come_up()
         async with asyncio.timeout(5):
@@ -351,8 +358,10 @@ async def test_closing_the_client_wakes_a_follower(sim: SimulatedComfy) -> None:
     sim.duration = 2.0
     client = fast_client(sim.url)
     pid = await client.submit(invert_workflow())
-    following = asyncio.create_task(client.follow(pid))
-    await asyncio.sleep(0.05)
+    heard = asyncio.Event()
+    following = asyncio.create_task(client.follow(pid, lambda *_: heard.set()))
+    async with asyncio.timeout(5):
+        await heard.wait()  # the follower is waiting for the prompt's frames
     await client.close()
     with pytest.raises(ComfyError, match="closed"):
         async with asyncio.timeout(1):

@@ -10,7 +10,13 @@ import pytest
 from comfy.client import ComfyClient
 from comfy.errors import ComfyProtocolError, ComfyUnavailable, ComfyUnhealthy
 from comfy.simulator import SimulatedComfy
-from tests.comfy.conftest import fast_client, invert_workflow, post_to_comfy, run_prompt
+from tests.comfy.conftest import (
+    fast_client,
+    invert_workflow,
+    post_to_comfy,
+    run_prompt,
+    watch_log,
+)
 
 # What aiohttp (so ComfyUI) answers when a handler raises, e.g. on a body that is not JSON.
 AIOHTTP_500 = "500 Internal Server Error\n\nServer got itself in trouble"
@@ -19,12 +25,6 @@ AIOHTTP_500 = "500 Internal Server Error\n\nServer got itself in trouble"
 def left(sim: SimulatedComfy, rule: int = 0) -> int | None:
     """How many matches the fault rule still has: counts the requests that reached it."""
     return sim._faults[rule].times
-
-
-async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> None:
-    async with asyncio.timeout(5):
-        while text not in caplog.text:  # noqa: ASYNC110 - logging offers no event to await
-            await asyncio.sleep(0.01)
 
 
 # -- 1. what ComfyUI said ------------------------------------------------------------------------
@@ -154,21 +154,21 @@ async def test_a_socket_silent_about_a_prompt_is_noticed_and_history_polled(
     assert pid in silence[0].getMessage() and sim.url in silence[0].getMessage()
 
 
-async def test_frames_that_resume_end_the_fallback(
-    sim: SimulatedComfy, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_frames_that_resume_end_the_fallback(sim: SimulatedComfy) -> None:
     sim.duration = 3.0
     async with fast_client(sim.url) as submitter, fast_client(
         sim.url, idle_poll_interval=15.0, silence_after=0.1
     ) as follower:
         pid = await submitter.submit(invert_workflow())
         assert await follower.connect()
-        with caplog.at_level(logging.DEBUG, logger="comfy.client"):
+        with watch_log() as log:
             following = asyncio.create_task(follower.follow(pid))
-            await wait_for_log(caplog, "no websocket frame about")
+            async with asyncio.timeout(5):
+                await log.wait_for("no websocket frame about")
             await sim.send_frame("progress", {"value": 1, "max": 4, "node": "1",
                                               "prompt_id": pid}, client_id=follower.client_id)
-            await wait_for_log(caplog, f"frames about {pid} resumed")
+            async with asyncio.timeout(5):
+                await log.wait_for(f"frames about {pid} resumed")
             await client_cancel(submitter, pid)
             async with asyncio.timeout(5):
                 result = await following

@@ -21,7 +21,13 @@ import pytest
 from PIL import Image
 
 from comfy.simulator import SimulatedComfy, serve
-from tests.comfy.conftest import CHECKPOINTS, invert_workflow, load_trace, txt2img_workflow
+from tests.comfy.conftest import (
+    CHECKPOINTS,
+    invert_workflow,
+    load_trace,
+    txt2img_workflow,
+    watch_log,
+)
 
 ENDINGS = {"execution_success", "execution_error", "execution_interrupted"}
 
@@ -588,7 +594,8 @@ async def test_pause_keeps_prompts_pending(sim: SimulatedComfy) -> None:
     sim.pause()
     status, body = await submit(sim, invert_workflow())
     assert status == 200
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await sim.wait_worker_asleep()  # it has seen the prompt and left it
     assert sim.pending == [body["prompt_id"]] and sim.running is None
     sim.resume()
     async with asyncio.timeout(5):
@@ -597,15 +604,15 @@ async def test_pause_keeps_prompts_pending(sim: SimulatedComfy) -> None:
 
 
 async def test_serve_runs_until_cancelled(unused_tcp_port: int, tmp_path: Path) -> None:
-    task = asyncio.create_task(serve("127.0.0.1", unused_tcp_port, duration=0.01, root=tmp_path))
+    with watch_log("comfy.simulator.server") as log:
+        task = asyncio.create_task(
+            serve("127.0.0.1", unused_tcp_port, duration=0.01, root=tmp_path))
+        async with asyncio.timeout(5):
+            await log.wait_for(f"simulated ComfyUI ready at http://127.0.0.1:{unused_tcp_port}")
     try:
-        async with asyncio.timeout(5), aiohttp.ClientSession() as http:
-            while True:
-                with suppress(aiohttp.ClientConnectionError):
-                    status, stats = await get_json(
-                        http, f"http://127.0.0.1:{unused_tcp_port}/system_stats")
-                    break
-                await asyncio.sleep(0.02)
+        async with aiohttp.ClientSession() as http:
+            status, stats = await get_json(
+                http, f"http://127.0.0.1:{unused_tcp_port}/system_stats")
         assert status == 200 and stats["system"]["comfyui_version"] == "0.3.64"
     finally:
         task.cancel()
@@ -825,17 +832,25 @@ async def test_an_interrupt_takes_effect_at_the_next_node_boundary(tmp_path: Pat
 
 
 async def test_an_interrupt_stops_a_sampler_at_its_next_step(tmp_path: Path) -> None:
-    async with SimulatedComfy(duration=3.5, root=tmp_path,
+    async with SimulatedComfy(duration=0, root=tmp_path,
                               models={"checkpoints": CHECKPOINTS}) as sim, \
             session(sim) as (http, frames, cid):
-        await post_prompt(http, sim, txt2img_workflow(steps=10), cid)
-        await frames.until(lambda f: f["type"] == "progress" and f["data"]["value"] == 2)
+        # A first prompt fills the cache: in the second only the sampler and what follows it
+        # run, its ten steps taking 0.5 s of the 3.5 s.
+        _, first = await post_prompt(http, sim, txt2img_workflow(seed=1, steps=10), cid)
+        await frames.until(ended(first["prompt_id"]))
+        sim.duration = 3.5
+        _, body = await post_prompt(http, sim, txt2img_workflow(seed=2, steps=10), cid)
+        pid = body["prompt_id"]
+        await frames.until(lambda f: f["type"] == "progress" and f["data"]["value"] == 2
+                           and f["data"]["prompt_id"] == pid)
         async with http.post(f"{sim.url}/interrupt") as resp:
             assert resp.status == 200
-        end = await frames.until(lambda f: f["type"] in ENDINGS)
+        end = await frames.until(lambda f: f["type"] in ENDINGS and f["data"]["prompt_id"] == pid)
     assert end["type"] == "execution_interrupted"
     assert end["data"]["node_id"] == "3"
-    steps = [f["data"]["value"] for f in frames.items if f["type"] == "progress"]
+    steps = [f["data"]["value"] for f in frames.items
+             if f["type"] == "progress" and f["data"]["prompt_id"] == pid]
     assert 2 <= len(steps) < 10
 
 
@@ -971,8 +986,7 @@ async def test_an_older_socket_closing_unregisters_its_client_id(sim: SimulatedC
         await new.until(lambda f: f["type"] == "status")
         await old.close()
         async with asyncio.timeout(5):
-            while "same" in sim._sockets:  # noqa: ASYNC110 - polls the server's own state
-                await asyncio.sleep(0.01)
+            await sim.wait_unregistered("same")
         await sim.send_frame("marker", {})  # to everyone still registered
         await sim.send_frame("marker", {}, client_id="same")
         await new.close()  # anything sent before the close frame has been read by now
@@ -987,8 +1001,7 @@ async def test_a_late_request_is_handled_even_if_the_client_left(sim: SimulatedC
             await http.post(f"{sim.url}/prompt", json=body,
                             timeout=aiohttp.ClientTimeout(total=0.05))
     async with asyncio.timeout(5):
-        while sim.history_entry("late-1") is None:  # noqa: ASYNC110 - no event for a late POST
-            await asyncio.sleep(0.01)
+        await sim.wait_ended("late-1")
     assert [t.prompt_id for t in sim.timings] == ["late-1"]
 
 

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from db.models import ImageCandidate, PipelineRunStep
-from orchestration.approvals import approval_preview, approve_step, awaiting_approval
+from orchestration.approvals import approval_preview, awaiting_approval
 from orchestration.errors import Conflict, InvalidInput, NotFound
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
-from orchestration.runs import RunSettings, complete_run
-from orchestration.votes import reject_candidate
+from orchestration.runs import RunSettings
+from tests.committed import approve_step, complete_run, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

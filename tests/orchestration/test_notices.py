@@ -11,13 +11,19 @@ from sqlalchemy import select
 
 from db.engine import create_engine, create_session_factory
 from db.models import ImageCandidate, PipelineRun, PipelineRunStep
-from orchestration.approvals import approve_step
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
-from orchestration.notices import Notice, NoticeKind, due_notices, runs_to_notify
-from orchestration.overview import set_run_channel
-from orchestration.runs import RunSettings, complete_run, hold_run, resume_run
+from orchestration.notices import Notice, NoticeKind, runs_to_notify
+from orchestration.runs import RunSettings
 from orchestration.states import CandidateStatus
-from orchestration.votes import reject_candidate
+from tests.committed import (
+    approve_step,
+    complete_run,
+    due_notices,
+    hold_run,
+    reject_candidate,
+    resume_run,
+    set_run_channel,
+)
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from app.refits import ratings_settled
 from db.models import ImageCandidate
-from orchestration.approvals import approve_step
 from orchestration.confidence import FEW_VOTES_BELOW, top_k_confidence
 from orchestration.errors import NotFound
 from orchestration.overview import LineageItem, candidate_detail, gallery_page
 from orchestration.pairing import SETTLED_AT
-from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings
 from orchestration.states import CandidateStatus
-from orchestration.votes import record_vote, reject_candidate
+from tests.committed import approve_step, record_vote, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

@@ -10,15 +10,8 @@ from sqlalchemy import select, update
 from db.base import utcnow
 from db.models import PairPost, Vote
 from orchestration.errors import Conflict, DuplicateVote, NotFound
-from orchestration.pair_posts import (
-    OPEN_PAIRS_PER_RUN,
-    UNSENT_FORGOTTEN_AFTER,
-    answer_pair,
-    forget_post,
-    mark_sent,
-    plan_pairs,
-)
-from orchestration.runs import complete_run
+from orchestration.pair_posts import OPEN_PAIRS_PER_RUN, UNSENT_FORGOTTEN_AFTER
+from tests.committed import answer_pair, complete_run, forget_post, mark_sent, plan_pairs
 from tests.factories import add_candidate, make_pipeline, make_run
 
 

@@ -8,15 +8,15 @@ import random
 import pytest
 from sqlalchemy import insert
 
+from app.refits import finish_refits
 from db.base import utcnow
 from db.models import Vote
-from orchestration.approvals import approve_step, awaiting_approval
+from orchestration.approvals import awaiting_approval
 from orchestration.confidence import top_k_confidence
 from orchestration.errors import NotFound
 from orchestration.pairing import SETTLED_AT, Phase, next_pair
-from orchestration.refits import ratings_settled
 from orchestration.runs import RunSettings
-from orchestration.votes import record_vote, reject_candidate
+from tests.committed import approve_step, record_vote, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 
 
@@ -214,6 +214,6 @@ async def test_votes_through_the_policy_settle_on_the_true_top(session, tmp_path
         await record_vote(session, run, *taste.judge(*decision.pair), f"p{v}")
     assert decision.phase is Phase.settled, f"not settled after {v} votes"
     await session.commit()  # end the read: the background refit needs the one connection
-    await ratings_settled()
+    await finish_refits()
     confidence = await top_k_confidence(session, run, 2, 2)
     assert set(confidence.top_ids) == set(ids[:2])

@@ -12,9 +12,9 @@ from db.models import Job, PipelineRun
 from orchestration.errors import MissingVariables
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
 from orchestration.payload import prepare_submission, stored_prompt
-from orchestration.pipelines import import_pipeline
-from orchestration.runs import RunSettings, create_run
+from orchestration.runs import RunSettings
 from orchestration.states import JobStatus
+from tests.committed import create_run, import_pipeline
 
 
 def typed_pipeline(folder):

@@ -10,12 +10,8 @@ from sqlalchemy import func, select
 
 from db.models import Pipeline, PipelineStep
 from orchestration.errors import Conflict
-from orchestration.pipelines import (
-    PipelineFileError,
-    import_pipeline,
-    list_pipelines,
-    load_pipeline_spec,
-)
+from orchestration.pipelines import PipelineFileError, list_pipelines, load_pipeline_spec
+from tests.committed import import_pipeline
 from tests.factories import base_workflow, child_workflow, write_pipeline
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
+import app.refits
+from app.refits import REFIT_DELAY, finish_refits, ratings_settled
 from db.models import ImageCandidate, Vote
 from orchestration.fit import PRIOR_ELO_SD, fit_ratings
-from orchestration.refits import ratings_settled, refit_step, step_ratings
-from orchestration.votes import record_vote
+from orchestration.refits import step_ratings
+from tests.committed import record_vote, refit_step
 from tests.factories import add_candidate, make_pipeline, make_run
 
 
@@ -20,8 +24,10 @@ async def step_of_four(session, tmp_path):
 
 
 async def ratings(session, ids):
+    """The stored ratings once the background refits have run, run at once rather than after
+    REFIT_DELAY (test_a_burst_of_votes_costs_one_refit_after_the_delay keeps the delay)."""
     await session.commit()  # the refit needs the one connection this session may hold
-    await ratings_settled()
+    await finish_refits()
     session.expire_all()
     rows = await session.execute(
         select(ImageCandidate.id, ImageCandidate.elo, ImageCandidate.votes)
@@ -60,7 +66,6 @@ async def test_refit_step_is_a_repair(session, tmp_path):
     """Stored ratings that drifted from the votes (a crash before the refit) are put back."""
     run, ids = await step_of_four(session, tmp_path)
     await record_vote(session, run, ids[0], ids[1], "alice")
-    await ratings_settled()
     expected = await ratings(session, ids)
     cand = await session.get_one(ImageCandidate, ids[0])
     cand.elo, cand.votes = 1234.0, 7
@@ -68,6 +73,27 @@ async def test_refit_step_is_a_repair(session, tmp_path):
     fit = await refit_step(session, run, 1)
     assert fit.ids == (ids[0], ids[1])
     assert await ratings(session, ids) == expected
+
+
+async def test_a_burst_of_votes_costs_one_refit_after_the_delay(session, tmp_path, monkeypatch):
+    run, ids = await step_of_four(session, tmp_path)
+    refits: list[float] = []
+    real = app.refits._refit_aside
+
+    async def counted(engine, run_id, step):  # type: ignore[no-untyped-def]
+        refits.append(asyncio.get_running_loop().time())
+        await real(engine, run_id, step)
+
+    monkeypatch.setattr(app.refits, "_refit_aside", counted)
+    loop = asyncio.get_running_loop()
+    first = loop.time()
+    for a, b in [(0, 1), (2, 3), (1, 2)]:
+        await record_vote(session, run, ids[a], ids[b], "alice")
+    await session.commit()
+    await ratings_settled()
+    assert len(refits) == 1
+    assert refits[0] - first >= REFIT_DELAY * 0.99
+    await stored_match_fit(session, run, 1, ids)  # the one refit took in all three votes
 
 
 async def test_order_of_votes_does_not_matter(session, tmp_path):
@@ -85,7 +111,6 @@ async def test_order_of_votes_does_not_matter(session, tmp_path):
 
 
 async def test_concurrent_voters_lose_no_update(session_factory, tmp_path):
-    import asyncio
     import random
 
     async with session_factory() as s:

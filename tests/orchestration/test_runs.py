@@ -7,14 +7,9 @@ from sqlalchemy import func, select
 
 from db.models import PipelineRun, PipelineRunStep
 from orchestration.errors import Conflict, InvalidInput, NotFound
-from orchestration.runs import (
-    RunSettings,
-    complete_run,
-    create_run,
-    hold_run,
-    resume_run,
-)
+from orchestration.runs import RunSettings
 from orchestration.states import RunStatus
+from tests.committed import complete_run, create_run, hold_run, resume_run
 from tests.factories import make_pipeline, make_run
 
 

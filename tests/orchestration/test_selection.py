@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
-import pytest
 from sqlalchemy import func, select
 
 from db.engine import create_engine, create_session_factory
 from db.models import ImageCandidate, Job
-from orchestration.approvals import approve_step
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job, end_job
-from orchestration.runs import RunSettings, complete_run, hold_run, resume_run
+from orchestration.runs import RunSettings
 from orchestration.selection import Mode, select_next_job
 from orchestration.states import JobStatus, SelectionOrder
+from tests.committed import approve_step, complete_run, hold_run, resume_run
 from tests.factories import add_candidate, make_pipeline, make_run
 
 GATES_OFF = RunSettings(gates=False)
@@ -178,20 +178,33 @@ async def finish_first_run(session, tmp_path) -> int:
     )
 
 
+class Fixed(random.Random):
+    """Draws the same number every time: pins the raffle's ticket."""
+
+    def __init__(self, u: float) -> None:
+        super().__init__(0)
+        self.u = u
+
+    def random(self) -> float:
+        return self.u
+
+
+def just_below(u: float) -> float:
+    return math.nextafter(u, 0.0)
+
+
 async def test_finish_first_classic_raffle(session, tmp_path):
-    """Step 2 holds A (1200) and B (800), step 1 holds C (1500): A wins 60 % of draws."""
+    """Step 2 holds A (1200) and B (800), step 1 holds C (1500): only step 2 draws, and A holds
+    the tickets [0, 0.6) of a uniform draw, so A wins 60 % of draws and B the rest."""
     run = await finish_first_run(session, tmp_path)
     c = await add_candidate(session, run, 1, elo=1500)
     a = await add_candidate(session, run, 2, c, elo=1200)
     b = await add_candidate(session, run, 2, c, elo=800)
-    rng = random.Random(2024)
-    wins: Counter[int | None] = Counter()
-    for _ in range(10_000):
-        decision = await select_next_job(session, rng)
+    for u, winner in ((0.0, a), (just_below(0.6), a), (0.6, b), (just_below(1.0), b)):
+        decision = await select_next_job(session, Fixed(u))
         assert decision.mode is Mode.child_generation and decision.step == 3
-        wins[decision.parent_id] += 1
-    assert set(wins) == {a, b}
-    assert wins[a] / 10_000 == pytest.approx(0.60, abs=0.02)
+        assert decision.parent_id == winner, u
+        assert decision.reason.endswith("won raffle among 2")
 
 
 async def test_finish_first_makes_base_only_when_nothing_can_grow(session, tmp_path):
@@ -220,14 +233,17 @@ async def test_finish_first_makes_base_only_when_nothing_can_grow(session, tmp_p
 
 
 async def test_raffle_weight_floor_of_one(session, tmp_path):
+    """max(-500, 1) = 1, like the others: each of the four holds a quarter of the tickets."""
     await make_pipeline(session, tmp_path, steps=2)
     run = await make_run(session, settings=RunSettings(gates=False, max_children=4))
     low = await add_candidate(session, run, 1, elo=-500)
-    for _ in range(3):  # four base images: step 1 is full
-        await add_candidate(session, run, 1, elo=1)
-    rng = random.Random(9)
-    picks = Counter([(await select_next_job(session, rng)).parent_id for _ in range(1000)])
-    assert picks[low] == pytest.approx(250, rel=0.25)  # max(-500, 1) = 1, like the others
+    others = [await add_candidate(session, run, 1, elo=1) for _ in range(3)]  # step 1 is full
+    slices = [(0.0, low), (just_below(0.25), low), (0.25, others[0]), (just_below(0.5), others[0]),
+              (0.5, others[1]), (0.75, others[2]), (just_below(1.0), others[2])]
+    for u, winner in slices:
+        decision = await select_next_job(session, Fixed(u))
+        assert decision.parent_id == winner, u
+        assert decision.reason.endswith("won raffle among 4")
 
 
 async def test_deficit_base_generation_until_t_then_no_work(session, tmp_path):
@@ -255,7 +271,7 @@ async def test_deficit_base_generation_until_t_then_no_work(session, tmp_path):
 
 
 async def test_rejected_final_candidates_reopen_deficit(session, tmp_path):
-    from orchestration.votes import reject_candidate
+    from tests.committed import reject_candidate
 
     await make_pipeline(session, tmp_path, steps=2)
     run = await make_run(
@@ -317,7 +333,7 @@ async def test_gates_block_unapproved_step(session, tmp_path):
 
 
 async def test_rejected_candidate_is_never_a_parent(session, tmp_path):
-    from orchestration.votes import reject_candidate
+    from tests.committed import reject_candidate
 
     await make_pipeline(session, tmp_path, steps=2)
     run = await make_run(session, settings=RunSettings(gates=False, max_children=3))
@@ -326,7 +342,9 @@ async def test_rejected_candidate_is_never_a_parent(session, tmp_path):
         await finish(session, await claim(session, rng))
     ids = list(await session.scalars(select(ImageCandidate.id).order_by(ImageCandidate.id)))
     await reject_candidate(session, run, ids[0], "curator")
-    parents = {(await select_next_job(session, rng)).parent_id for _ in range(300)}
+    # Every ticket, from the first (the rejected one's slice, were it in the raffle) to the last.
+    tickets = [0.0, *(i / 12 for i in range(1, 12)), just_below(1.0)]
+    parents = {(await select_next_job(session, Fixed(u))).parent_id for u in tickets}
     assert parents == set(ids[1:])
 
 
@@ -372,17 +390,6 @@ async def test_two_claims_never_exceed_n(session_factory, tmp_path):
     assert statuses == [JobStatus.pending, JobStatus.pending]
 
 
-class Fixed(random.Random):
-    """Draws the same number every time: pins the raffle's ticket."""
-
-    def __init__(self, u: float) -> None:
-        super().__init__(0)
-        self.u = u
-
-    def random(self) -> float:
-        return self.u
-
-
 async def test_the_raffle_gives_each_parent_a_slice_as_wide_as_its_elo(session, tmp_path):
     """Slices in id order: A [0, 1200), B [1200, 2000), C [2000, 2001) for Elo 1200, 800, -50."""
     run = await finish_first_run(session, tmp_path)
@@ -391,8 +398,8 @@ async def test_the_raffle_gives_each_parent_a_slice_as_wide_as_its_elo(session, 
     b = await add_candidate(session, run, 2, root, elo=800)
     c = await add_candidate(session, run, 2, root, elo=-50)  # counts as 1
     total = 1200 + 800 + 1
-    for u, winner in ((0.0, a), (1199.9 / total, a), (1200.1 / total, b),
-                      (1999.9 / total, b), (2000.1 / total, c), (0.999999999, c)):
+    for u, winner in ((0.0, a), (just_below(1200 / total), a), (1200 / total, b),
+                      (just_below(2000 / total), b), (2000 / total, c), (just_below(1.0), c)):
         decision = await select_next_job(session, Fixed(u))
         assert decision.parent_id == winner, u
         assert decision.reason.endswith("won raffle among 3")

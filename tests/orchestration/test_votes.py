@@ -7,9 +7,8 @@ from sqlalchemy import func, select
 
 from db.models import ImageCandidate, Vote
 from orchestration.errors import Conflict, DuplicateVote, InvalidInput, NotFound
-from orchestration.runs import complete_run
 from orchestration.states import CandidateStatus
-from orchestration.votes import record_vote, reject_candidate
+from tests.committed import complete_run, record_vote, reject_candidate
 from tests.factories import add_candidate, make_run
 from tests.orchestration.test_refits import ratings, step_of_four
 

@@ -22,9 +22,9 @@ from sqlalchemy.orm import aliased
 
 from db.engine import create_engine, create_session_factory
 from db.models import ImageCandidate, Job, PipelineRun
-from orchestration.pipelines import import_pipeline
-from orchestration.runs import RunSettings, create_run
+from orchestration.runs import RunSettings
 from orchestration.states import IN_FLIGHT, JobStatus
+from tests.committed import create_run, import_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEDULER_KILLS = 22

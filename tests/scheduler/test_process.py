@@ -15,14 +15,14 @@ from sqlalchemy import func, select
 from comfy.simulator import SimulatedComfy
 from db.engine import create_engine, create_session_factory
 from db.models import ImageCandidate, Job, PipelineRun
-from orchestration.approvals import approve_step, awaiting_approval
+from orchestration.approvals import awaiting_approval
 from orchestration.jobs import ClaimedJob, StoredImage, claim_next_job, complete_job
-from orchestration.pipelines import import_pipeline
-from orchestration.runs import RunSettings, create_run, resume_run
+from orchestration.runs import RunSettings
 from orchestration.states import JobStatus
 from scheduler.events import SchedulerEvent
 from scheduler.process import Scheduler
 from scheduler.thumbnails import is_current, thumbnail_path
+from tests.committed import approve_step, create_run, import_pipeline, resume_run
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"retry_attempts": 2, "retry_wait": 0.01, "retry_max_wait": 0.02,

@@ -14,11 +14,11 @@ import discord
 import pytest
 from sqlalchemy import func, select
 
+import app.transaction
 import db.engine
-import orchestration.busy
 from bot.app import UNEXPECTED
+from bot.pairs import VoteButton, custom_id
 from cogs.runs import Runs
-from cogs.voting import VoteButton, custom_id
 from db.engine import create_engine, create_session_factory
 from db.models import PairPost, PipelineRun, Vote
 from tests.cogs.test_voting import edited, press
@@ -141,11 +141,11 @@ async def test_a_command_that_saved_part_of_its_work_does_not_say_nothing_change
 async def test_a_vote_waits_for_a_lock_that_clears_and_is_recorded(
     sessions, db_url, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(orchestration.busy, "WRITE_RETRY_SECONDS", 20.0)
+    monkeypatch.setattr(app.transaction, "WRITE_RETRY_SECONDS", 20.0)
     run, a, b = await open_pair(sessions, tmp_path)
     bot = make_bot(sessions, tmp_path)
     retried = Heard("trying again (attempt 2)")  # tried twice, held both times
-    log = logging.getLogger("orchestration.busy")
+    log = logging.getLogger("app.transaction")
     log.addHandler(retried)
     log.setLevel(logging.INFO)
     try:
@@ -169,7 +169,7 @@ async def test_a_vote_waits_for_a_lock_that_clears_and_is_recorded(
 async def test_a_vote_held_off_past_the_bound_says_so_and_records_nothing(
     sessions, db_url, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(orchestration.busy, "WRITE_RETRY_SECONDS", 1.0)
+    monkeypatch.setattr(app.transaction, "WRITE_RETRY_SECONDS", 1.0)
     run, a, b = await open_pair(sessions, tmp_path)
     bot = make_bot(sessions, tmp_path)
     loop = asyncio.get_running_loop()
@@ -183,7 +183,7 @@ async def test_a_vote_held_off_past_the_bound_says_so_and_records_nothing(
     assert interaction.followup.send.await_args.kwargs["ephemeral"] is True
     interaction.edit_original_response.assert_not_awaited()  # the pair stays open
     # Given up once no pause fits before the bound: tried for 0.75 s to 1 s, plus the last wait.
-    assert 1.0 - orchestration.busy.RETRY_PAUSE <= took < 1.0 + 5.0
+    assert 1.0 - app.transaction.RETRY_PAUSE <= took < 1.0 + 5.0
     assert await counts(db_url) == (0, 1)
 
     again = await press(bot, custom_id("b", run, a, b))  # the lock is gone: a tap counts

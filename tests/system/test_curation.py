@@ -12,18 +12,19 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bot.app import CuratorBot
+from bot.pairs import VoteButton
 from cogs.approvals import Approvals
 from cogs.gallery import Gallery
 from cogs.notifications import Notifications
 from cogs.runs import Runs
-from cogs.voting import VoteButton, Voting
+from cogs.voting import Voting
 from comfy.simulator import SimulatedComfy
 from db.models import ImageCandidate, PairPost, PipelineRun, Vote
 from orchestration.pair_posts import OPEN_PAIRS_PER_RUN
-from orchestration.pipelines import import_pipeline
 from orchestration.states import RunStatus
 from scheduler.process import Scheduler
 from scheduler.thumbnails import thumbnail_path
+from tests.committed import import_pipeline
 from tests.helpers import (
     confirmed,
     created_channels,

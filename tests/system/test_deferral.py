@@ -4,6 +4,7 @@ or anything slow, so it never misses the 3-second window, however busy the GPU b
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
@@ -11,26 +12,27 @@ import discord
 import pytest
 
 from bot.app import CuratorBot
+from bot.pairs import VoteButton, custom_id
 from cogs.approvals import Approvals
 from cogs.gallery import CandidateSelect, Gallery
 from cogs.pipelines import Pipelines
 from cogs.runs import Runs
-from cogs.voting import VoteButton, Voting, custom_id
-from orchestration.runs import hold_run
+from cogs.voting import Voting
+from tests.committed import hold_run
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import fake_interaction, invoke, make_bot
 
 
 def watch_sessions(bot: CuratorBot, interaction: MagicMock) -> list[bool]:
     """Record, for each database session the handler opens, whether it had answered by then."""
-    real = bot.sessions
+    real = bot.app.sessions
     answered_then: list[bool] = []
 
     def sessions() -> Any:
         answered_then.append(interaction.response.is_done())
         return real()
 
-    bot.sessions = sessions  # type: ignore[assignment]
+    bot.app = replace(bot.app, sessions=sessions)  # type: ignore[arg-type]
     return answered_then
 
 
@@ -103,7 +105,7 @@ async def test_buttons_and_menus_answer_before_any_database_work(world, session_
         button = await VoteButton.from_custom_id(interaction, None, match)  # type: ignore[arg-type]
         await handled(button.callback(interaction), interaction)
         assert interaction.response.is_done() and answered_then and all(answered_then)
-        bot.sessions = session_factory  # type: ignore[assignment]
+        bot.app = replace(bot.app, sessions=session_factory)
 
     menu = CandidateSelect(run, [discord.SelectOption(label=f"#{a}", value=str(a))])
     menu.item._values = [str(a)]  # what Discord sets when a person picks an option

@@ -123,8 +123,7 @@ async def test_a_long_bad_variable_is_quoted_short(cog, session_factory):
 
 
 async def test_runs_with_the_longest_names_fit_one_embed(session_factory, tmp_path):
-    from orchestration.pipelines import import_pipeline
-    from orchestration.runs import hold_run
+    from tests.committed import hold_run, import_pipeline
     from tests.factories import make_run, write_pipeline
 
     folder = write_pipeline(tmp_path / "long", name="P" * 100,

@@ -10,13 +10,14 @@ from unittest.mock import AsyncMock
 import pytest
 from sqlalchemy import select
 
+import app.refits
 import orchestration.refits
 from bot.app import CuratorBot
-from cogs.voting import custom_id
+from bot.pairs import custom_id
 from db.models import ImageCandidate, Vote
-from orchestration.refits import refit_step, step_ratings
-from orchestration.votes import record_vote, reject_candidate
+from orchestration.refits import step_ratings
 from tests.cogs.test_voting import press
+from tests.committed import record_vote, refit_step, reject_candidate
 from tests.factories import add_candidate, make_pipeline, make_run
 from tests.helpers import make_bot
 
@@ -62,7 +63,7 @@ async def start(bot: CuratorBot) -> None:
 async def test_a_clean_stop_stores_the_ratings_of_the_last_votes(
     session_factory, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(orchestration.refits, "REFIT_DELAY", 600.0)  # a stop cannot wait it out
+    monkeypatch.setattr(app.refits, "REFIT_DELAY", 600.0)  # a stop cannot wait it out
     run, ids = await step_with_candidates(session_factory, tmp_path)
     bot = make_bot(session_factory, tmp_path)
     for a, b in [(0, 1), (2, 3), (0, 2), (1, 3)]:
@@ -82,7 +83,7 @@ async def test_a_start_refits_the_steps_a_kill_left_stale_and_only_those(
         others = [await add_candidate(s, second, 1) for _ in range(3)]
         for a, b in [(0, 1), (1, 2)]:  # this run's refit ran before the kill
             await record_vote(s, second, others[a], others[b], "alice")
-    await orchestration.refits.ratings_settled()
+    await app.refits.ratings_settled()
     async with session_factory() as s:
         # Nine votes committed, the process killed before their refit: ratings untouched.
         for voter in ("alice", "bob", "carol"):
@@ -125,7 +126,7 @@ async def test_a_rejected_candidate_does_not_make_its_step_look_stale(
         await record_vote(s, run, ids[1], ids[2], "alice")
         await reject_candidate(s, run, ids[1], "bob")
         await refit_step(s, run, 1)
-    await orchestration.refits.ratings_settled()
+    await app.refits.ratings_settled()
     refitted = count_refits(monkeypatch)
     async with session_factory() as s:
         assert await orchestration.refits.refit_stale_steps(s) == []

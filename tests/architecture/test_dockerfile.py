@@ -7,7 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def copied() -> set[str]:
@@ -45,3 +45,20 @@ def test_the_data_folder_is_a_volume_and_settings_come_from_the_environment():
     assert "DATA_DIR=/app/data" in text
     assert "COPY .env" not in text and ".env" in (ROOT / ".dockerignore").read_text()
     assert re.search(r'CMD \["comfy-curator", "run"\]', text)
+
+
+def test_the_compose_file_runs_the_image_as_the_code_expects():
+    import yaml
+
+    from bot.config import Settings
+
+    [(name, bot)] = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"].items()
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert bot["build"] == "." and bot["restart"] == "unless-stopped"
+    assert bot["env_file"] == ".env" and (ROOT / ".env.example").is_file()
+    assert set(bot["environment"]) <= {n.upper() for n in Settings.model_fields}
+    data = bot["environment"]["DATA_DIR"]
+    assert f"DATA_DIR={data}" in dockerfile and f'VOLUME ["{data}"]' in dockerfile
+    assert bot["volumes"] == [f"./data:{data}"]
+    assert bot["environment"]["DATABASE_URL"].startswith(f"sqlite+aiosqlite:///{data}/")
+    assert "CMD" not in bot and "command" not in bot  # the image's own CMD: comfy-curator run
