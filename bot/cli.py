@@ -22,7 +22,7 @@ from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
 from db.migrate import MigrationError, upgrade_database
-from orchestration.backup import backup_database
+from app.backup import backup_database
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DomainError, InvalidInput
 from orchestration.pipelines import PipelineSpec, load_pipeline_spec

@@ -52,7 +52,7 @@ def test_the_compose_file_runs_the_image_as_the_code_expects():
 
     from bot.config import Settings
 
-    [(name, bot)] = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"].items()
+    [(_name, bot)] = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"].items()
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert bot["build"] == "." and bot["restart"] == "unless-stopped"
     assert bot["env_file"] == ".env" and (ROOT / ".env.example").is_file()

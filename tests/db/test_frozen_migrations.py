@@ -11,7 +11,7 @@ from db.migrate import upgrade_database
 from tests.db.old_database import seed_0001, sql
 
 VERSIONS = Path(__file__).resolve().parents[2] / "db" / "migrations" / "versions"
-PRODUCT = {"bot", "cogs", "comfy", "db", "orchestration", "scheduler"}
+PRODUCT = {"app", "bot", "cogs", "comfy", "db", "orchestration", "scheduler"}
 
 
 @pytest.mark.parametrize("migration", sorted(VERSIONS.glob("*.py")), ids=lambda p: p.stem)
