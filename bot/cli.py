@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypeVar
 
+from app.backup import backup_database
 from app.context import App
 from app.overview import votes_of
 from app.pipelines import list_pipelines, store_pipeline
@@ -22,7 +23,6 @@ from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
 from db.migrate import MigrationError, upgrade_database
-from app.backup import backup_database
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DomainError, InvalidInput
 from orchestration.pipelines import PipelineSpec, load_pipeline_spec
