@@ -49,10 +49,10 @@ serves more than the core ones.
 """
 from comfy.simulator.catalogue import MODEL_FOLDERS, Input, NodeContext, NodeType, node
 from comfy.simulator.nodes import NODE_TYPES
-from comfy.simulator.server import SimulatedComfy, serve
+from comfy.simulator.server import SimulatedComfy
 from comfy.simulator.state import PromptTiming
 
 __all__ = [
     "MODEL_FOLDERS", "NODE_TYPES", "Input", "NodeContext", "NodeType", "PromptTiming",
-    "SimulatedComfy", "node", "serve",
+    "SimulatedComfy", "node",
 ]

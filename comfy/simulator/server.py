@@ -1,7 +1,6 @@
 """The simulated ComfyUI's HTTP and websocket server: its routes, the queue and history."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
@@ -11,7 +10,6 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -380,19 +378,3 @@ class SimulatedComfy(FaultInjection, Execution):
         if files is None:
             return web.Response(status=404)  # as ComfyUI: unknown folders have no body
         return web.json_response(sorted(files))
-
-
-async def serve(
-    host: str = "127.0.0.1",
-    port: int = 8188,
-    *,
-    duration: float = 0.5,
-    models: Mapping[str, Sequence[str]] | None = None,
-    root: str | Path | None = None,
-) -> None:
-    """Run a simulated ComfyUI until cancelled (for a CLI entry point or the demo)."""
-    async with SimulatedComfy(host=host, port=port, duration=duration, models=models,
-                              root=root) as sim:
-        log.info("simulated ComfyUI ready at %s (models: %s)", sim.url,
-                 ", ".join(f for files in sim.models.values() for f in files) or "none")
-        await asyncio.Event().wait()

@@ -20,13 +20,12 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from comfy.simulator import SimulatedComfy, serve
+from comfy.simulator import SimulatedComfy
 from tests.comfy.conftest import (
     CHECKPOINTS,
     invert_workflow,
     load_trace,
     txt2img_workflow,
-    watch_log,
 )
 
 ENDINGS = {"execution_success", "execution_error", "execution_interrupted"}
@@ -601,23 +600,6 @@ async def test_pause_keeps_prompts_pending(sim: SimulatedComfy) -> None:
     async with asyncio.timeout(5):
         await sim.wait_idle()
     assert sim.history_entry(body["prompt_id"]) is not None
-
-
-async def test_serve_runs_until_cancelled(unused_tcp_port: int, tmp_path: Path) -> None:
-    with watch_log("comfy.simulator.server") as log:
-        task = asyncio.create_task(
-            serve("127.0.0.1", unused_tcp_port, duration=0.01, root=tmp_path))
-        async with asyncio.timeout(5):
-            await log.wait_for(f"simulated ComfyUI ready at http://127.0.0.1:{unused_tcp_port}")
-    try:
-        async with aiohttp.ClientSession() as http:
-            status, stats = await get_json(
-                http, f"http://127.0.0.1:{unused_tcp_port}/system_stats")
-        assert status == 200 and stats["system"]["comfyui_version"] == "0.3.64"
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_fault_rules_match_paths_count_down_and_delay(sim: SimulatedComfy) -> None:
