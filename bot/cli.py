@@ -13,6 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
+
 from app.backup import backup_database
 from app.context import App
 from app.overview import votes_of
@@ -21,7 +23,7 @@ from bot.config import REQUIRED_BY_RUN, ConfigError, Settings, load_settings, un
 from comfy.capabilities import check_steps, fetch_capabilities
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
-from db.engine import create_engine, create_session_factory
+from db.engine import create_engine, create_session_factory, is_sqlite
 from db.migrate import MigrationError, upgrade_database
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DomainError, InvalidInput
@@ -39,8 +41,28 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _with_database(settings: Settings, work: Callable[..., Awaitable[T]], *args: object) -> T:
-    """`work(app, *args)`: a use case run against the upgraded database, which is then let go."""
+def _existing_database(settings: Settings) -> None:
+    """A command that only reads refuses a SQLite file that is not there, saying where it
+    looked, rather than leaving an empty database in whatever folder it was run from."""
+    url = make_url(settings.database_url)
+    if not is_sqlite(settings.database_url) or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database).expanduser().absolute()
+    if path.is_file():
+        return
+    how = (f"DATA_DIR={settings.data_dir}, in {Path.cwd()}" if settings.uses_default_database
+           else "DATABASE_URL")
+    raise ConfigError(f"there is no database at {path} ({how}): run this in the folder your "
+                      "data is in, or set DATA_DIR or DATABASE_URL to it.")
+
+
+async def _with_database(
+    settings: Settings, work: Callable[..., Awaitable[T]], *args: object, reading: bool = False
+) -> T:
+    """`work(app, *args)`: a use case run against the upgraded database, which is then let go;
+    `reading`: a command that only reads, which needs a database to be there already."""
+    if reading:
+        _existing_database(settings)
     await upgrade_database(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
@@ -100,7 +122,7 @@ async def cmd_pipeline_import(settings: Settings, args: argparse.Namespace) -> i
 
 
 async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> None:
-    pipelines = await _with_database(settings, list_pipelines)
+    pipelines = await _with_database(settings, list_pipelines, reading=True)
     if not pipelines:
         print("no pipelines yet: comfy-curator pipeline import pipelines/cpu-demo")
     for p in pipelines:
@@ -113,7 +135,8 @@ async def cmd_export_votes(settings: Settings, args: argparse.Namespace) -> None
     if args.output != "-" and not folder.is_dir():
         raise ConfigError(f"-o {args.output}: the folder {folder} does not exist; create it "
                           "or write elsewhere. Nothing was exported.")
-    records = await _with_database(settings, votes_of, args.run, settings.data_dir)
+    records = await _with_database(settings, votes_of, args.run, settings.data_dir,
+                                   reading=True)
     lines = "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records)
     if args.output == "-":
         sys.stdout.write(lines)
@@ -174,7 +197,8 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--votes",
         type=int,
         default=3,
-        help="votes per candidate before a step is approved (default 3)",
+        help="at most this many votes per candidate of a step before it is approved "
+        "(default 3)",
     )
     demo.add_argument(
         "--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)"

@@ -6,12 +6,12 @@ import difflib
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from db.engine import DEFAULT_DATABASE_URL
+from db.engine import DATABASE_FILE
 from orchestration.runs import RunSettings
 from orchestration.states import SelectionOrder
 
@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     curator_role_id: int | None = None
     run_category_id: int | None = None
     comfy_url: str = "http://127.0.0.1:8188"
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = ""  # blank: a SQLite file under DATA_DIR (`database_url_for`)
     data_dir: Path = Path("data")
     max_children_per_node: int = Field(3, ge=1)
     target_leaf_nodes: int = Field(10, ge=1)
@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str) -> str:
+        if not value:
+            return value
         try:
             make_url(value)
         except ArgumentError:
@@ -68,6 +70,16 @@ class Settings(BaseSettings):
                 "postgresql+asyncpg://user:password@host/name"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _database_under_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = database_url_for(self.data_dir)
+        return self
+
+    @property
+    def uses_default_database(self) -> bool:
+        return self.database_url == database_url_for(self.data_dir)
 
     @property
     def comfy_urls(self) -> list[str]:
@@ -83,6 +95,11 @@ class Settings(BaseSettings):
             budget=self.run_budget,
             top_k=self.top_k,
         )
+
+
+def database_url_for(data_dir: Path) -> str:
+    """The SQLite file the bot keeps under DATA_DIR when DATABASE_URL does not say otherwise."""
+    return f"sqlite+aiosqlite:///{data_dir / DATABASE_FILE}"
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

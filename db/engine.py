@@ -81,7 +81,8 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/comfy-curator.db"
+DATABASE_FILE = "comfy-curator.db"  # under DATA_DIR, unless DATABASE_URL says otherwise
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///data/{DATABASE_FILE}"
 
 # Seconds a statement waits for another program's lock on the SQLite file before it fails with
 # "database is locked" (orchestration.busy decides what then). Read as connections are made.

@@ -121,6 +121,8 @@ def test_export_votes_writes_one_json_line_per_vote(env, capsys):
 
 
 def test_export_votes_of_an_unknown_run(env, capsys):
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
     assert main(["export-votes", "42"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "comfy-curator: There is no run #42."
@@ -153,6 +155,7 @@ async def test_import_check_refuses_a_pipeline_the_comfyui_cannot_run(env, capsy
             f"step 1 (base) uses node FaceDetailer (#20); ComfyUI at {sim.url} does not have it "
             "(a custom node to install there?)",
         ]
+        assert await asyncio.to_thread(main, ["db", "upgrade"]) == 0
         assert await asyncio.to_thread(main, ["pipeline", "list"]) == 0
         assert "no pipelines yet" in capsys.readouterr().out
 
@@ -307,7 +310,7 @@ def test_every_invalid_setting_is_named_in_one_line(env, monkeypatch, capsys):
 
 def test_a_misspelt_setting_is_warned_about(env, capsys):
     (env / ".env").write_text("DISCORD_GUID_ID=1\nCOMFY_URL=http://127.0.0.1:8188\n")
-    assert main(["pipeline", "list"]) == 0
+    assert main(["db", "upgrade"]) == 0
     err = capsys.readouterr().err
     assert "DISCORD_GUID_ID in .env is not a setting; did you mean DISCORD_GUILD_ID?" in err
 
@@ -380,3 +383,21 @@ def test_an_unreachable_discord_is_one_line(env, monkeypatch, capsys):
 
 async def _no_check(urls: list[str]) -> None:
     """No ComfyUI is needed to find that Discord is out of reach."""
+
+
+def test_the_database_lives_under_data_dir(env, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("DATA_DIR", str(env / "elsewhere"))
+    assert main(["db", "upgrade"]) == 0
+    assert (env / "elsewhere" / "comfy-curator.db").is_file()
+    assert not (env / "data").exists()
+
+
+def test_a_folder_without_data_says_where_it_looked(env, monkeypatch, capsys):
+    monkeypatch.delenv("DATABASE_URL")
+    for command in (["pipeline", "list"], ["export-votes", "1"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert str(env / "data" / "comfy-curator.db") in err and "DATA_DIR" in err
+    assert not (env / "data").exists()  # nothing was made where nothing was
