@@ -23,6 +23,7 @@ from typing import Any
 from common import fresh_database
 from sqlalchemy import event
 
+from app.context import App
 from cogs.common import running_run_choices
 from db.engine import create_engine, create_session_factory
 
@@ -58,7 +59,7 @@ class StandIn:
     """What `running_run_choices` reads of the bot."""
 
     def __init__(self, sessions: Any) -> None:
-        self.sessions = sessions
+        self.app = App(sessions)
 
 
 async def measure(url: str, calls: int) -> tuple[float, int]:

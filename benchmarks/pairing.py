@@ -44,6 +44,9 @@ from pathlib import Path
 import numpy as np
 from common import fresh_database
 
+from app.context import App
+from app.pairs import vote
+from app.refits import ratings_settled
 from db.engine import SessionFactory, create_engine, create_session_factory
 from db.models import ImageCandidate
 from orchestration.approvals import awaiting_approval, ranked_candidates
@@ -51,9 +54,8 @@ from orchestration.fit import fit_ratings
 from orchestration.pairing import next_pair
 from orchestration.pipelines import import_pipeline
 from orchestration.ranking import ranking_key
-from orchestration.refits import ratings_settled, refit_step
+from orchestration.refits import refit_step
 from orchestration.runs import RunSettings, create_run
-from orchestration.votes import record_vote
 
 REPO = Path(__file__).resolve().parents[1]
 STEP = 2
@@ -162,6 +164,7 @@ async def run_seed(template: Path, seed: int, opts: Options) -> SeedResult:
     try:
         async with factory() as s:
             await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
+            await s.commit()
         rng = random.Random(seed)
         points = checkpoints(opts.max_votes)
         step = math.log(opts.p_adj / (1.0 - opts.p_adj))
@@ -190,8 +193,7 @@ async def run_seed(template: Path, seed: int, opts: Options) -> SeedResult:
                 a, b = decision.pair
                 w = voter.winner(a, b)
                 lo = b if w == a else a
-                async with factory() as s:
-                    await record_vote(s, run, w, lo, person)
+                await vote(App(factory), run, w, lo, person)
                 taken.append((w, lo))
             active.append(await top_k_right(factory, run, opts.k, best))
         right_when_stopped = active[-1] if stopped_at is not None else None
@@ -243,6 +245,7 @@ async def decision_cost(template: Path, n: int, k: int) -> list[float]:
     try:
         async with factory() as s:
             await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
+            await s.commit()
         run, ids = await make_step(factory, "cost", opts)
         rng = random.Random(1)
         voter = Voter({c: -0.62 * r for r, c in enumerate(ids)}, opts, rng)
@@ -253,8 +256,7 @@ async def decision_cost(template: Path, n: int, k: int) -> list[float]:
                 break
             a, b = decision.pair
             w = voter.winner(a, b)
-            async with factory() as s:
-                await record_vote(s, run, w, b if w == a else a, f"p{v}")
+            await vote(App(factory), run, w, b if w == a else a, f"p{v}")
         await ratings_settled()
         times = []
         for i in range(50):

@@ -49,7 +49,6 @@ async def setup(factory, tmp) -> tuple[int, list[int]]:
             await complete_job(s, job.job_id, [StoredImage(f"c{i}.png", 0)])  # type: ignore[union-attr]
         await s.commit()
         ids = list(await s.scalars(select(ImageCandidate.id).order_by(ImageCandidate.id)))
-        await s.commit()
     return run.run_id, ids
 
 
