@@ -17,6 +17,8 @@ from typing import Any
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 WHOLE_PLACEHOLDER = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$")
+# `{seed}`: what a placeholder looks like with one pair of braces, which is no placeholder.
+SINGLE_BRACED = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
 
 # Nodes whose images end up in /history outputs. Custom save nodes can be added here.
 IMAGE_OUTPUT_NODES = frozenset({"SaveImage", "PreviewImage", "SaveAnimatedWEBP", "SaveAnimatedPNG"})
@@ -49,6 +51,7 @@ class WorkflowInfo:
     workflow: dict[str, Any]
     variables: frozenset[str]
     output_nodes: list[str] = field(default_factory=list)
+    single_braced: frozenset[str] = frozenset()  # `{name}` look-alikes, sent as they are
 
 
 def parse_workflow(text: str, source: str) -> WorkflowInfo:
@@ -107,6 +110,13 @@ def validate_workflow(data: Any, source: str) -> WorkflowInfo:
             raise WorkflowError(
                 f"{source}: node {node_id} ({node['class_type']}): 'inputs' must be an object"
             )
+        for name, value in node.get("inputs", {}).items():
+            if _is_link(value) and str(value[0]) not in data:
+                raise WorkflowError(
+                    f"{source}: node {node_id} ({node['class_type']}) input {name!r} links to "
+                    f"node {value[0]}, which the workflow does not have; export it again. "
+                    f"{API_EXPORT_HINT}"
+                )
         if node["class_type"] in IMAGE_OUTPUT_NODES:
             outputs.append(str(node_id))
     if not outputs:
@@ -116,8 +126,27 @@ def validate_workflow(data: Any, source: str) -> WorkflowInfo:
             "so the run gets its images"
         )
     return WorkflowInfo(
-        workflow=data, variables=frozenset(find_variables(data)), output_nodes=outputs
+        workflow=data,
+        variables=frozenset(find_variables(data)),
+        output_nodes=outputs,
+        single_braced=frozenset(_single_braced(data)),
     )
+
+
+def _is_link(value: Any) -> bool:
+    """`["4", 0]`: an input fed by another node's output, as ComfyUI reads any such list."""
+    return (
+        isinstance(value, list) and len(value) == 2 and isinstance(value[0], str | int)
+        and not isinstance(value[0], bool) and isinstance(value[1], int)
+    )
+
+
+def _single_braced(workflow: Mapping[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for node in workflow.values():
+        for text in _strings(node.get("inputs", {}) if isinstance(node, dict) else {}):
+            names.update(SINGLE_BRACED.findall(PLACEHOLDER.sub("", text)))
+    return names
 
 
 def _strings(value: Any) -> Iterator[str]:

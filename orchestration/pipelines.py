@@ -6,6 +6,8 @@ pipeline); every step is a ComfyUI API-format workflow.
 from __future__ import annotations
 
 import asyncio
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from sqlalchemy.orm import selectinload
 from comfy.workflow import WorkflowError, parse_workflow
 from db.models import Pipeline, PipelineStep
 from orchestration.errors import Conflict, InvalidInput
-from orchestration.runs import SYSTEM_VARIABLES
+from orchestration.runs import RUN_START_VARIABLES, SYSTEM_ORDER, SYSTEM_VARIABLES
 from orchestration.text import NAME_MAX, quoted, slugify
 
 PIPELINE_FILES = ("pipeline.yaml", "pipeline.yml")
@@ -153,10 +155,21 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
             f"the pipeline's name {quoted(name)} has {len(name)} characters; "
             f"give it a name of 1 to {NAME_MAX}"
         )
+    declared = data.get("variables") or []
+    if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
+        raise PipelineFileError("'variables' must be a list of the run variables the "
+                                "workflows use, e.g. [checkpoint, style]")
     steps: list[StepSpec] = []
     warnings: list[str] = []
+    named: dict[str, int] = {}
     for position, (step_name, file) in enumerate(entries, start=1):
         where = f"step {position} {quoted(step_name)}"
+        if step_name in named:
+            raise PipelineFileError(
+                f"steps {named[step_name]} and {position} are both named {quoted(step_name)}; "
+                "give each step a name of its own"
+            )
+        named[step_name] = position
         if len(step_name) > NAME_MAX:
             raise PipelineFileError(
                 f"{where}: a step name may be at most {NAME_MAX} characters; "
@@ -187,6 +200,8 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
                 f"{where} does not use {{{{parent_image}}}}: its images will not build on "
                 "the parent's"
             )
+        warnings += placeholder_warnings(where, info.variables - set(declared),
+                                         info.single_braced)
         steps.append(
             StepSpec(
                 position=position,
@@ -198,6 +213,38 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
             )
         )
     return PipelineSpec(name, str(data.get("description") or ""), str(path), steps, warnings)
+
+
+KNOWN_VARIABLES = (*RUN_START_VARIABLES, *SYSTEM_ORDER)
+
+
+def placeholder_warnings(
+    where: str, variables: Iterable[str], single_braced: Iterable[str]
+) -> list[str]:
+    """What a step's placeholders may have meant: a name the bot does not fill in is a run
+    variable of its own (or a typo) unless pipeline.yaml declares it under `variables:`, and
+    `{name}` with one pair of braces is sent as it is."""
+    known = ", ".join(KNOWN_VARIABLES)
+    found = []
+    for name in sorted(set(variables) - set(KNOWN_VARIABLES)):
+        close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1, cutoff=0.75)
+        if close:
+            found.append(
+                f"{where} uses {{{{{name}}}}}, which the bot does not fill in ({known}): did "
+                f"you mean {{{{{close[0]}}}}}? As it is, /run start must give it "
+                f"(variables: {name}=…)"
+            )
+        else:
+            found.append(
+                f"{where} uses {{{{{name}}}}}, a variable of its own (the bot fills in "
+                f"{known}): /run start must give it, as variables: {name}=…"
+            )
+    for name in sorted(set(single_braced)):
+        found.append(
+            f"{where} has {{{name}}} in single braces, which is sent to ComfyUI as it is; a "
+            f"placeholder takes two: {{{{{name}}}}}"
+        )
+    return found
 
 
 def _same(pipeline: Pipeline, spec: PipelineSpec) -> bool:

@@ -17,7 +17,11 @@ from orchestration.states import HoldKind, RunStatus, SelectionOrder
 from orchestration.text import NAME_MAX, quoted, slugify
 
 # Placeholders the system fills for every job; a run never supplies them.
-SYSTEM_VARIABLES = frozenset({"seed", "parent_image", "output_prefix"})
+# Filled in by the bot for every job, in the order messages name them.
+SYSTEM_ORDER = ("seed", "parent_image", "output_prefix")
+SYSTEM_VARIABLES = frozenset(SYSTEM_ORDER)
+# Given by /run start's own options.
+RUN_START_VARIABLES = ("prompt", "negative_prompt")
 # Run variables that may be left out; the value used when they are.
 OPTIONAL_VARIABLES: dict[str, Any] = {"negative_prompt": ""}
 # Why no worker could serve a run with these steps and values (one line each; [] if one can).

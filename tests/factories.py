@@ -23,6 +23,7 @@ def base_workflow(prompt: str = "{{prompt}}") -> dict[str, Any]:
             "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
         },
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["9", 1]}},
+        "9": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "model.safetensors"}},
         "3": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "steps": 20}},
         "4": {
             "class_type": "SaveImage",

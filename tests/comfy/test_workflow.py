@@ -16,6 +16,7 @@ from comfy.workflow import (
 
 WF = {
     "3": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "cfg": 7, "model": ["4", 0]}},
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{ prompt }}, by {{artist}}"}},
     "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "{{output_prefix}}/img"}},
 }

@@ -23,6 +23,7 @@ def typed_pipeline(folder):
         "3": {"class_type": "KSampler",
               "inputs": {"seed": "{{seed}}", "steps": "{{steps}}", "cfg": 7.5,
                          "model": ["4", 0]}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},
         "6": {"class_type": "CLIPTextEncode",
               "inputs": {"text": "{{prompt}}, {{style}} lighting", "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode",

@@ -202,3 +202,63 @@ async def test_names_longer_than_discord_shows_are_refused(session, tmp_path, ya
         await import_pipeline(session, folder)
     assert len(str(refused.value)) < 200
     assert await count_rows(session) == (0, 0)
+
+
+async def test_an_unknown_placeholder_is_warned_about_by_name(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=1)
+    (folder / "step1.json").write_text(json.dumps(base_workflow("{{promt}}, {{style}}")))
+    result = await import_pipeline(session, folder)
+    [typo] = [w for w in result.warnings if "{{promt}}" in w]
+    assert "did you mean {{prompt}}?" in typo
+    assert "prompt, negative_prompt, seed, parent_image, output_prefix" in typo
+    [own] = [w for w in result.warnings if "{{style}}" in w]
+    assert "variables: style=" in own and "did you mean" not in own
+    assert result.variables == ["promt", "style"]  # a deliberate new variable stays possible
+
+
+async def test_a_single_brace_placeholder_is_warned_about(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=1)
+    workflow = base_workflow("a cat, {style}")
+    workflow["3"]["inputs"]["seed"] = "{seed}"
+    (folder / "step1.json").write_text(json.dumps(workflow))
+    result = await import_pipeline(session, folder)
+    [seed] = [w for w in result.warnings if "{seed}" in w]
+    assert "{{seed}}" in seed and "sent to ComfyUI as it is" in seed
+    assert any("{style}" in w for w in result.warnings)
+
+
+async def test_a_link_to_a_missing_node_is_refused_and_nothing_stored(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=1)
+    workflow = base_workflow()
+    workflow["4"]["inputs"]["images"] = ["7", 0]
+    (folder / "step1.json").write_text(json.dumps(workflow))
+    with pytest.raises(PipelineFileError,
+                       match=r"node 4 \(SaveImage\) input 'images' links to node 7"):
+        await import_pipeline(session, folder)
+    assert await count_rows(session) == (0, 0)
+
+
+async def test_duplicate_step_names_are_refused_and_nothing_stored(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=3, step_names=["base", "refine", "refine"])
+    with pytest.raises(PipelineFileError, match="steps 2 and 3 are both named “refine”"):
+        await import_pipeline(session, folder)
+    assert await count_rows(session) == (0, 0)
+
+
+async def test_a_blank_pipeline_name_is_refused(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=1, name="'   '")
+    with pytest.raises(PipelineFileError, match="give it a name of 1 to 100"):
+        await import_pipeline(session, folder)
+    assert await count_rows(session) == (0, 0)
+
+
+async def test_a_declared_variable_is_not_warned_about(session, tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=1, name="styled")
+    (folder / "step1.json").write_text(json.dumps(base_workflow("{{prompt}}, {{style}}")))
+    yaml_file = folder / "pipeline.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace("steps:", "variables: [style]\nsteps:"))
+    result = await import_pipeline(session, folder)
+    assert result.warnings == [] and result.variables == ["prompt", "style"]
+    yaml_file.write_text(yaml_file.read_text().replace("[style]", "style"))
+    with pytest.raises(PipelineFileError, match="'variables' must be a list"):
+        load_pipeline_spec(folder)
