@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+from pathlib import Path
 
 import aiohttp
 import discord
@@ -17,6 +19,7 @@ from comfy.errors import ComfyError
 from db.engine import create_engine, create_session_factory
 from db.migrate import upgrade_database
 from scheduler.process import Scheduler
+from scheduler.storage import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,23 @@ async def check_workers(urls: list[str]) -> None:
                 ) from err
 
 
+def check_data_dir(data_dir: Path) -> None:
+    """Stop start-up on a DATA_DIR that cannot take an image, before anything waits on it."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = write_atomically(data_dir, f".write-test-{os.getpid()}", b"ok")
+        probe.unlink(missing_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"DATA_DIR {data_dir.absolute()} cannot take files ({err.strerror or err}): make "
+            "it a folder this user can write to, or set DATA_DIR elsewhere."
+        ) from err
+
+
 async def run_bot(settings: Settings) -> None:
     require(settings, *REQUIRED_BY_RUN)
     assert settings.discord_token is not None
+    await asyncio.to_thread(check_data_dir, settings.data_dir)
     await upgrade_database(settings.database_url)
     await check_workers(settings.comfy_urls)
     engine = create_engine(settings.database_url)

@@ -401,3 +401,15 @@ def test_a_folder_without_data_says_where_it_looked(env, monkeypatch, capsys):
         assert err.count("\n") == 1 and "Traceback" not in err
         assert str(env / "data" / "comfy-curator.db") in err and "DATA_DIR" in err
     assert not (env / "data").exists()  # nothing was made where nothing was
+
+
+def test_a_data_dir_that_cannot_take_files_stops_run_in_one_line(env, monkeypatch, capsys):
+    (env / "taken").write_text("a file where the folder should be")
+    monkeypatch.setenv("DATA_DIR", str(env / "taken"))
+    monkeypatch.setenv("DISCORD_TOKEN", "x.y.z")
+    monkeypatch.setenv("DISCORD_GUILD_ID", "1")
+    monkeypatch.setenv("CURATOR_ROLE_ID", "2")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"comfy-curator: DATA_DIR {env / 'taken'} cannot take files")
