@@ -54,15 +54,19 @@ class Told:
                 lambda: sum(e.kind == kind for e in self.events) >= count)
 
 
-def make_scheduler(factory, urls, data_dir, events=None, seed=1) -> Scheduler:
-    """`events`: a list the events are appended to, or a `Told`."""
+def make_scheduler(factory, urls, data_dir, events=None, seed=1, **options) -> Scheduler:
+    """`events`: a list the events are appended to, or a `Told`; `options` go to the
+    Scheduler, `client_options` over the fast ones."""
+    client_options = {**FAST, **options.pop("client_options", {})}
+
     async def record(event: SchedulerEvent) -> None:
         if isinstance(events, Told):
             await events.record(event)
         elif events is not None:
             events.append(event)
     return Scheduler(factory, urls, data_dir, rng=random.Random(seed), tick_seconds=60,
-                     down_retry_seconds=0.05, client_options=FAST, on_event=record)
+                     down_retry_seconds=0.05, client_options=client_options, on_event=record,
+                     **options)
 
 
 async def start_runs(factory, names, settings=None) -> list[int]:

@@ -31,7 +31,7 @@ from orchestration.states import CandidateStatus, HoldKind, JobStatus
 from scheduler.events import SchedulerEvent
 from scheduler.process import Scheduler
 from scheduler.storage import write_atomically
-from tests.scheduler.test_process import FAST, Told, idle, sim, start_runs
+from tests.scheduler.test_process import FAST, Told, idle, make_scheduler, sim, start_runs
 
 __all__ = ["sim"]  # the fixture, shared with test_process
 
@@ -40,17 +40,7 @@ def faulty_scheduler(
     factory: SessionFactory, urls: list[str], data_dir: Path,
     events: list[SchedulerEvent] | Told | None = None, *, seed: int = 1, **options: Any,
 ) -> Scheduler:
-    client_options = {**FAST, **options.pop("client_options", {})}
-
-    async def record(event: SchedulerEvent) -> None:
-        if isinstance(events, Told):
-            await events.record(event)
-        elif events is not None:
-            events.append(event)
-
-    return Scheduler(factory, urls, data_dir, rng=random.Random(seed), tick_seconds=60,
-                     down_retry_seconds=0.05, client_options=client_options, on_event=record,
-                     **options)
+    return make_scheduler(factory, urls, data_dir, events, seed, **options)
 
 
 async def until(check: Callable[[], Awaitable[bool]], seconds: float = 15) -> None:
