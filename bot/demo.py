@@ -56,12 +56,13 @@ from orchestration.runs import RunSettings, get_run
 from orchestration.selection import runs_in_rotation
 from orchestration.states import CandidateStatus
 from orchestration.text import caption, plural
+from pipelines import shipped
 from scheduler.events import JobProgress, SchedulerEvent
 from scheduler.process import Scheduler
 
 log = logging.getLogger(__name__)
 
-PIPELINE_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "cpu-demo"
+PIPELINE_DIR = shipped("cpu-demo")
 CREATED_BY = "demo"  # marks the demo's runs, so a later demo can tidy up after an interrupted one
 CURATOR = "demo-curator"
 VOTERS = ("demo-voter-1", "demo-voter-2", "demo-voter-3")

@@ -27,16 +27,30 @@ def test_every_package_and_install_file_is_copied():
     assert all((ROOT / name).exists() for name in copied())
 
 
-def test_every_runtime_path_outside_the_packages_is_copied():
-    # Code that reads files beside the packages (the demo's pipeline) must find them.
+def test_no_runtime_path_outside_the_packages():
+    """Code reads files beside it only as package data (`pipelines.shipped`), so an install
+    that is not a clone, and the image, have every file it reads."""
     found = set()
     for source in ROOT.glob("*/*.py"):
         if source.parts[-2] in {"tests", "benchmarks", "docs"}:
             continue
         text = source.read_text(encoding="utf-8")
-        found.update(re.findall(r'parents\[1\]\s*/\s*"([^"]+)"', text))
-    assert found, "no path outside the packages found: the pattern needs updating"
-    assert found <= copied()
+        found.update(re.findall(r'parents\[\d\]\s*/\s*"([^"]+)"', text))
+    assert not found
+
+
+def test_the_shipped_pipelines_are_package_data():
+    import fnmatch
+
+    from pipelines import shipped
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = project["tool"]["setuptools"]["package-data"]["pipelines"]
+    files = [p.relative_to(ROOT / "pipelines").as_posix()
+             for p in (ROOT / "pipelines").rglob("*")
+             if p.is_file() and p.suffix != ".pyc" and p.name != "__init__.py"]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files)
+    assert (shipped("cpu-demo") / "pipeline.yaml").is_file()
 
 
 def test_the_data_folder_is_a_volume_and_settings_come_from_the_environment():
