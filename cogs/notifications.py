@@ -71,10 +71,10 @@ class Notifications(commands.Cog):
         text = describe(event)
         if text is None:
             return
-        run_id = event.run_id if event.kind in RUN_EVENTS else None
-        if event.kind in RUN_EVENTS and run_id is None:
+        one_run = event.kind in RUN_EVENTS
+        if one_run and event.run_id is None:
             return
-        for channel_id in await channels_for(self.bot.app, run_id):
+        for channel_id in await channels_for(self.bot.app, event.run_id if one_run else None):
             channel = self.bot.get_channel(channel_id)
             if isinstance(channel, discord.TextChannel):
                 try:

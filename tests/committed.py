@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -16,7 +16,6 @@ from app.refits import schedule_refit
 from orchestration import approvals, notices, overview, pair_posts, pipelines, refits, runs, votes
 from orchestration.votes import VoteResult
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 

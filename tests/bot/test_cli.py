@@ -413,3 +413,11 @@ def test_a_data_dir_that_cannot_take_files_stops_run_in_one_line(env, monkeypatc
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"comfy-curator: DATA_DIR {env / 'taken'} cannot take files")
+
+
+def test_a_misspelt_setting_in_the_environment_is_warned_about(env, monkeypatch, capsys):
+    monkeypatch.setenv("CURATOR_ROLE_IDS", "2")
+    assert main(["db", "upgrade"]) == 0
+    err = capsys.readouterr().err
+    assert ("CURATOR_ROLE_IDS in the environment is not a setting; did you mean "
+            "CURATOR_ROLE_ID?") in err
