@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from comfy.values import InputKind, input_kind, typed_values
 from comfy.workflow import PLACEHOLDER, find_variables, render_workflow
 
 __all__ = [
@@ -59,11 +60,13 @@ _LISTED = 12  # choices named in one line before "…"
 
 @dataclass(frozen=True)
 class WorkerCapabilities:
-    """One server's node classes (each with its dropdown inputs' choices) and model files."""
+    """One server's node classes (each with its dropdown inputs' choices), model files, and
+    what its number and switch inputs take."""
 
     url: str
     nodes: Mapping[str, Mapping[str, tuple[Any, ...]]]
     models: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # folder → files
+    kinds: Mapping[str, Mapping[str, InputKind]] = field(default_factory=dict)
 
     def files(self, folder: str, combo: Sequence[Any]) -> tuple[str, ...]:
         """The files a model input may name: the folder's list, else the dropdown's."""
@@ -89,8 +92,10 @@ def capabilities_from(
 ) -> WorkerCapabilities:
     """Parse `/object_info` and the `/models/<folder>` answers (None: no such folder)."""
     nodes: dict[str, dict[str, tuple[Any, ...]]] = {}
+    kinds: dict[str, dict[str, InputKind]] = {}
     for name, info in object_info.items():
         combos: dict[str, tuple[Any, ...]] = {}
+        typed: dict[str, InputKind] = {}
         inputs = info.get("input") if isinstance(info, dict) else None
         for section in ("required", "optional"):
             specs = inputs.get(section) if isinstance(inputs, dict) else None
@@ -98,9 +103,13 @@ def capabilities_from(
                 choices = combo_choices(spec)
                 if choices is not None:
                     combos[input_name] = choices
+                kind = input_kind(spec)
+                if kind is not None:
+                    typed[input_name] = kind
         nodes[str(name)] = combos
+        kinds[str(name)] = typed
     files = {folder: tuple(listed) for folder, listed in models.items() if listed is not None}
-    return WorkerCapabilities(url.rstrip("/"), nodes, files)
+    return WorkerCapabilities(url.rstrip("/"), nodes, files, kinds)
 
 
 def _listing(values: Sequence[Any]) -> str:
@@ -160,15 +169,17 @@ class StepLike(Protocol):
 def check_steps(
     steps: Iterable[StepLike], variables: Mapping[str, Any], caps: WorkerCapabilities
 ) -> list[str]:
-    """Every step's workflow filled with the run's values (and stand-ins for the seed, output
-    prefix and parent image), checked against one worker. Variables with no value yet stay
-    placeholders and are not checked."""
+    """Every step's workflow filled with the run's values, each typed to the inputs it fills
+    (and stand-ins for the seed, output prefix and parent image), checked against one worker.
+    Variables with no value yet stay placeholders and are not checked."""
     problems: list[str] = []
     for step in steps:
+        label = f"step {step.position} ({step.name})"
+        typed, wrong = typed_values(step.workflow, variables, caps.kinds, label)
         values = {**{v: f"{{{{{v}}}}}" for v in find_variables(step.workflow)},
-                  **_CHECK_VALUES, **variables}
+                  **_CHECK_VALUES, **typed}
         rendered = render_workflow(step.workflow, values)
-        problems += check_workflow(rendered, caps, f"step {step.position} ({step.name})")
+        problems += wrong + check_workflow(rendered, caps, label)
     return problems
 
 

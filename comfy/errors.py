@@ -111,6 +111,9 @@ _MODEL_INPUTS = {
 _MISSING_NODE = re.compile(r"node (?P<cls>.+?) does not exist", re.IGNORECASE)
 _NOT_IN_LIST = re.compile(r"^(?P<input>[^:]+): '(?P<value>.*)' not in ", re.DOTALL)
 _INVALID_IMAGE = re.compile(r"Invalid image file: (?P<name>.+)$", re.DOTALL)
+_CONVERT_TO = re.compile(r"to a (\w+) value")
+_WANTED = {"INT": "a whole number (INT)", "FLOAT": "a number (FLOAT)",
+           "BOOLEAN": "true or false (BOOLEAN)"}
 
 
 def describe_rejection(raw: Any) -> list[str]:
@@ -192,6 +195,11 @@ def _describe_node_error(node_id: str, class_type: str, error: Any) -> str:
         if missing_image:
             name = missing_image.group("name").strip()
             return f"{where}: image '{name}' is not in the input folder"
+    if kind == "invalid_input_type":
+        target = _CONVERT_TO.search(message)
+        wanted = _WANTED.get(target[1]) if target else None
+        if wanted and input_name:
+            return f"{where}: {input_name} '{info.get('received_value')}' is not {wanted}"
     if kind == "required_input_missing":
         return f"{where}: required input '{input_name or details}' is missing"
     if kind in ("value_smaller_than_min", "value_bigger_than_max"):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from comfy.values import InputKind, typed_values
 from comfy.workflow import MissingVariableError, render_workflow
 from db.models import Job, PipelineRun, PipelineStep
-from orchestration.errors import MissingVariables, NotFound
+from orchestration.errors import InvalidInput, MissingVariables, NotFound
 from orchestration.jobs import record_submission, with_run_and_step
 
 
@@ -40,16 +42,19 @@ async def _job_run_step(
 
 
 async def _render_and_store(
-    session: AsyncSession, job_id: int, parent_image: str | None
+    session: AsyncSession, job_id: int, parent_image: str | None,
+    kinds: Mapping[str, Mapping[str, InputKind]],
 ) -> tuple[Job, dict[str, Any]]:
     job, run, step = await _job_run_step(session, job_id)
-    values = job_values(run, step, job, parent_image)
+    where = f"Job #{job.id} (run #{run.id}, step {job.step} “{step.name}”)"
+    values, wrong = typed_values(step.workflow, job_values(run, step, job, parent_image), kinds,
+                                 where)
+    if wrong:
+        raise InvalidInput("\n".join(wrong))
     try:
         payload = render_workflow(step.workflow, values)
     except MissingVariableError as err:
-        raise MissingVariables(
-            f"Job #{job.id} (run #{run.id}, step {job.step} “{step.name}”): {err}."
-        ) from err
+        raise MissingVariables(f"{where}: {err}.") from err
     job.placeholder_values = values
     return job, payload
 
@@ -65,7 +70,7 @@ async def stored_prompt(session: AsyncSession, job_id: int) -> dict[str, Any] | 
 
 async def prepare_submission(
     session: AsyncSession, job_id: int, *, prompt_id: str, worker: str,
-    parent_image: str | None = None,
+    parent_image: str | None = None, kinds: Mapping[str, Mapping[str, InputKind]] | None = None,
 ) -> dict[str, Any]:
     """Render the job's workflow and store its values, the prompt id and the worker in one
     write, which the caller commits before the prompt is posted: a crash then leaves an id to
@@ -73,9 +78,11 @@ async def prepare_submission(
     rendered.
 
     `parent_image` is the name ComfyUI gave the parent's file when it was uploaded to the
-    worker that will run the job (`POST /upload/image`).
+    worker that will run the job (`POST /upload/image`). `kinds` is what that worker's number
+    and switch inputs take (`WorkerCapabilities.kinds`): the run's text values are converted
+    to them, and stored converted, so the stored values rebuild the prompt that was sent.
     """
-    job, payload = await _render_and_store(session, job_id, parent_image)
+    job, payload = await _render_and_store(session, job_id, parent_image, kinds or {})
     record_submission(job, prompt_id, worker)
     await session.flush()
     return payload

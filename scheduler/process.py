@@ -480,8 +480,10 @@ class Scheduler:
             return
         try:
             async with self.sessions() as session, session.begin():
-                payload = await prepare_submission(session, ctx.job_id, prompt_id=prompt_id,
-                                                   worker=client.url, parent_image=parent_image)
+                caps = self.capabilities.get(client.url)
+                payload = await prepare_submission(
+                    session, ctx.job_id, prompt_id=prompt_id, worker=client.url,
+                    parent_image=parent_image, kinds=caps.kinds if caps else None)
             await client.submit(payload, prompt_id=prompt_id)
             self._next_sent[client.url].set()
         except DomainError as err:  # the workflow cannot be filled in for this job

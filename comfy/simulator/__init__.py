@@ -1,12 +1,13 @@
 """A simulated ComfyUI server on loopback, for tests, benchmarks and the GPU-less demo.
 
-It speaks the protocol recorded from ComfyUI 0.3.64 (see shared/comfyui-traces) and was checked
+It speaks the protocol recorded from ComfyUI 0.3.64 (tests/comfy/recordings) and was checked
 side by side against a real 0.3.64: the same endpoints, websocket frames in the same order, the
 same history, queue and error answers. A useful subset of core nodes really runs (with Pillow),
 so images differ by seed, prompt and step:
 
     EmptyImage, LoadImage, ImageInvert, ImageBlur, ImageBlend, ImageScale, ImageScaleBy,
-    SaveImage, PreviewImage; and for model workflows CheckpointLoaderSimple, LoraLoader, VAELoader,
+    SaveImage, PreviewImage, SolidMask, GrowMask, MaskToImage; and for model workflows
+    CheckpointLoaderSimple, LoraLoader, VAELoader,
     CLIPTextEncode, EmptyLatentImage, KSampler, VAEEncode, VAEDecode, which paint a
     deterministic pattern from the seed and prompt text (img2img blends it over the encoded
     image by `denoise`), and UpscaleModelLoader with ImageUpscaleWithModel (a 2x resize).

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from comfy.simulator.catalogue import Input, NodeContext, NodeType, Result, integer, node, number
@@ -130,7 +131,7 @@ def _image_blur(context: NodeContext, inputs: dict[str, Any]) -> Result:
     "image1": Input("IMAGE", {}), "image2": Input("IMAGE", {}),
     "blend_factor": number(0.5, 0.0, 1.0, step=0.01),
     "blend_mode": Input("COMBO", None, BLEND_MODES),
-}, ("IMAGE",), "image/postprocessing", "Image Blend", python_module=_POST_PROCESSING, v3=True)
+}, ("IMAGE",), "image/postprocessing", None, python_module=_POST_PROCESSING, v3=True)
 def _image_blend(context: NodeContext, inputs: dict[str, Any]) -> Result:
     factor, mode = float(inputs["blend_factor"]), str(inputs["blend_mode"])
     return ([blend(a, b, factor, mode) for a, b in
@@ -286,3 +287,46 @@ def _image_upscale_with_model(context: NodeContext, inputs: dict[str, Any]) -> R
     """A 2x resize, whatever the model."""
     return ([img.resize((img.width * 2, img.height * 2), Image.Resampling.LANCZOS)
              for img in inputs["image"]],), None
+
+
+# Masks are single-channel images ("L"), as LoadImage's second output is.
+_MASK = "comfy_extras.nodes_mask"
+
+
+@_core
+@node("SolidMask", {
+    "value": number(1.0, 0.0, 1.0, step=0.01),
+    "width": integer(512, 1, 16384, step=1), "height": integer(512, 1, 16384, step=1),
+}, ("MASK",), "mask", "SolidMask", python_module=_MASK)
+def _solid_mask(context: NodeContext, inputs: dict[str, Any]) -> Result:
+    size = (int(inputs["width"]), int(inputs["height"]))
+    return ([Image.new("L", size, round(float(inputs["value"]) * 255))],), None
+
+
+@_core
+@node("GrowMask", {
+    "mask": Input("MASK"), "expand": integer(0, -16384, 16384, step=1),
+    "tapered_corners": Input("BOOLEAN", {"default": True}),
+}, ("MASK",), "mask", "GrowMask", python_module=_MASK)
+def _grow_mask(context: NodeContext, inputs: dict[str, Any]) -> Result:
+    """Grey dilation (erosion for a negative `expand`) by a 3×3 cross, or square without
+    tapered corners, once per pixel of `expand`."""
+    expand, corners = int(inputs["expand"]), not inputs["tapered_corners"]
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if corners or 0 in (dy, dx)]
+    grown = []
+    for mask in inputs["mask"]:
+        pixels = np.asarray(mask.convert("L"))
+        for _ in range(abs(expand)):
+            padded = np.pad(pixels, 1, mode="edge")
+            h, w = pixels.shape
+            stack = [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in shifts]
+            pixels = np.max(stack, axis=0) if expand > 0 else np.min(stack, axis=0)
+        grown.append(Image.fromarray(pixels.astype(np.uint8), "L"))
+    return (grown,), None
+
+
+@_core
+@node("MaskToImage", {"mask": Input("MASK")}, ("IMAGE",), "mask", "Convert Mask to Image",
+      python_module=_MASK)
+def _mask_to_image(context: NodeContext, inputs: dict[str, Any]) -> Result:
+    return ([mask.convert("RGB") for mask in inputs["mask"]],), None

@@ -17,27 +17,18 @@ from aiohttp import web
 from comfy.client import ComfyClient, ProgressCallback, PromptResult
 from comfy.simulator import SimulatedComfy
 
-# shared/ sits beside the repository (in CI too); the recordings are facts, not fixtures we own.
-TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "comfyui-traces"
+# Made by tests/comfy/record.py from a real ComfyUI; facts to test against, not fixtures to edit.
+TRACES = Path(__file__).resolve().parent / "recordings"
 
 
 def trace_files() -> list[Path]:
-    return sorted(TRACES.glob("*.json")) if TRACES.is_dir() else []
+    """The protocol recordings: `NN_<what happened>.json`."""
+    return sorted(TRACES.glob("[0-9][0-9]_*.json"))
 
 
 def load_trace(name: str) -> dict[str, Any]:
-    path = TRACES / name
-    if not path.is_file():
-        pytest.skip(f"ComfyUI recording {name} not found in {TRACES} "
-                    "(shared/ is not beside the repo)")
-    data: dict[str, Any] = json.loads(path.read_text())
+    data: dict[str, Any] = json.loads((TRACES / name).read_text())
     return data
-
-
-requires_traces = pytest.mark.skipif(
-    not TRACES.is_dir(),
-    reason=f"ComfyUI recordings not found at {TRACES} (shared/ is not beside the repo)",
-)
 
 
 def fast_client(url: str, **overrides: Any) -> ComfyClient:

@@ -15,6 +15,7 @@ from comfy.capabilities import (
     fetch_capabilities,
 )
 from comfy.simulator import SimulatedComfy
+from comfy.values import typed_values
 from tests.comfy.conftest import fast_client, load_trace, txt2img_workflow
 
 URL = "http://gpu2:8188"
@@ -35,7 +36,7 @@ def test_the_recorded_object_info_is_parsed() -> None:
     assert caps.url == URL
     assert set(caps.nodes) == set(recorded)
     assert caps.nodes["CheckpointLoaderSimple"] == {"ckpt_name": ()}
-    assert caps.nodes["LoadImage"] == {"image": ("example.png",)}
+    assert caps.nodes["LoadImage"] == {"image": ()}  # an empty input folder
     assert "dpmpp_2m" in caps.nodes["KSampler"]["sampler_name"]
     assert caps.nodes["KSampler"]["scheduler"][:3] == ("simple", "sgm_uniform", "karras")
     assert caps.nodes["ImageBlur"] == {}  # no dropdowns
@@ -129,3 +130,66 @@ async def test_the_client_fetches_what_the_check_needs(tmp_path: Path) -> None:
     assert check_workflow(txt2img_workflow(), caps, "step 1 (base)") == [
         f"step 1 (base) needs checkpoint 'sd_xl_base_1.0.safetensors'; ComfyUI at {sim.url} "
         "has: juggernaut_xl.safetensors"]
+
+
+# -- run variables take the type of the inputs they fill ----------------------------------------
+
+
+def recorded_caps() -> Any:
+    return capabilities_from(URL, load_trace("07_interrupt_queue_misc.json")["object_info_subset"],
+                             {"checkpoints": ["sd_xl_base_1.0.safetensors"]})
+
+
+def sampler_and_mask() -> dict[str, Any]:
+    workflow = txt2img_workflow()
+    workflow["3"]["inputs"].update(steps="{{steps}}", cfg="{{cfg}}", seed="{{seed}}")
+    workflow["6"]["inputs"]["text"] = "{{prompt}}, {{steps}} steps"
+    workflow["20"] = {"class_type": "SolidMask",
+                      "inputs": {"value": 1.0, "width": 8, "height": 8}}
+    workflow["21"] = {"class_type": "GrowMask", "inputs": {
+        "mask": ["20", 0], "expand": 1, "tapered_corners": "{{tapered}}"}}
+    return workflow
+
+
+def test_text_values_become_the_numbers_and_switches_their_inputs_take() -> None:
+    values = {"steps": "28", "cfg": " 7.5 ", "tapered": "False", "prompt": "a 1girl", "seed": 5}
+    typed, problems = typed_values(sampler_and_mask(), values, recorded_caps().kinds,
+                                   "step 1 (base)")
+    assert problems == []
+    assert typed == {"steps": 28, "cfg": 7.5, "tapered": False, "prompt": "a 1girl", "seed": 5}
+    assert type(typed["steps"]) is int and type(typed["cfg"]) is float
+
+
+def test_a_value_that_cannot_be_its_inputs_type_is_one_line_each() -> None:
+    values = {"steps": "7.5", "cfg": "high", "tapered": "maybe", "prompt": "x", "seed": 5}
+    _, problems = typed_values(sampler_and_mask(), values, recorded_caps().kinds, "step 1 (base)")
+    assert problems == [
+        "step 1 (base): cfg=high, but KSampler (#3) cfg takes a number",
+        "step 1 (base): steps=7.5, but KSampler (#3) steps takes a whole number",
+        "step 1 (base): tapered=maybe, but GrowMask (#21) tapered_corners takes true or false",
+    ]
+
+
+def test_a_number_outside_the_inputs_limits_is_refused_with_them() -> None:
+    values = {"steps": "0", "cfg": "1000", "tapered": "yes", "prompt": "x", "seed": 5}
+    _, problems = typed_values(sampler_and_mask(), values, recorded_caps().kinds, "step 1 (base)")
+    assert problems == [
+        "step 1 (base): cfg=1000, but KSampler (#3) cfg takes at most 100.0",
+        "step 1 (base): steps=0, but KSampler (#3) steps takes at least 1",
+    ]
+
+
+def test_values_are_left_as_they_are_where_the_worker_says_nothing_of_the_input() -> None:
+    workflow = {"1": {"class_type": "NoSuchNode", "inputs": {"n": "{{n}}"}},
+                "2": {"class_type": "KSampler", "inputs": {"steps": "x{{steps}}"}}}
+    typed, problems = typed_values(workflow, {"n": "3", "steps": "abc"}, recorded_caps().kinds, "s")
+    assert (typed, problems) == ({"n": "3", "steps": "abc"}, [])
+
+
+def test_the_check_at_run_start_names_a_value_of_the_wrong_type() -> None:
+    workflow = sampler_and_mask()
+    workflow["4"]["inputs"]["ckpt_name"] = "{{checkpoint}}"  # no value yet: not checked
+    step = SimpleNamespace(position=1, name="base", workflow=workflow)
+    problems = check_steps([step], {"steps": "many", "cfg": "7", "tapered": "no",
+                                    "prompt": "x"}, recorded_caps())
+    assert problems == ["step 1 (base): steps=many, but KSampler (#3) steps takes a whole number"]

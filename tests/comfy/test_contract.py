@@ -23,7 +23,6 @@ from tests.comfy.conftest import (
     fast_client,
     load_trace,
     post_to_comfy,
-    requires_traces,
     run_prompt,
     serve_app,
     trace_files,
@@ -275,6 +274,15 @@ async def test_rejections_are_readable_and_not_retried(name: str, sentence: str)
     assert [path for _, path, _ in replay.requests].count("/prompt") == 1
 
 
+async def test_09_text_that_is_no_number_is_one_readable_line() -> None:
+    case = load_trace("09_input_conversion.json")["cases"]["float_text_for_int"]
+    trace = {"post_status": case["post_status"], "post_response": case["post_response"]}
+    async with replaying(trace) as (_, client):
+        with pytest.raises(ComfyRejected) as caught:
+            await client.submit(case["sent"])
+    assert str(caught.value) == "node 1 SolidMask: width '7.5' is not a whole number (INT)"
+
+
 async def test_06_runtime_error_is_one_readable_line() -> None:
     trace = load_trace("06_runtime_error.json")
     pid = trace["post_response"]["prompt_id"]
@@ -329,11 +337,11 @@ async def test_07_queue_cancel_interrupt_and_misc() -> None:
         assert await client.system_stats() == trace["system_stats"]
 
 
-@requires_traces
 def test_every_recording_has_a_contract_test() -> None:
     covered = {"01_success.json", "02_upload_img2img.json", "03_node_errors.json",
                "04_unknown_node.json", "05_no_outputs.json", "06_runtime_error.json",
-               "07_interrupt_queue_misc.json", "08_missing_model.json"}
+               "07_interrupt_queue_misc.json", "08_missing_model.json",
+               "09_input_conversion.json", "10_history_delete.json"}
     assert {path.name for path in trace_files()} == covered
 
 

@@ -244,6 +244,26 @@ async def test_rejections_match_the_recorded_bodies(
     assert body == trace["post_response"]
 
 
+async def test_text_for_numbers_and_switches_is_converted_like_recording_09(
+    sim: SimulatedComfy,
+) -> None:
+    """Python's int(), float() and bool(), as ComfyUI applies them: "false" is true."""
+    cases = load_trace("09_input_conversion.json")["cases"]
+    async with session(sim) as (http, frames, cid):
+        for name, case in cases.items():
+            status, body = await post_prompt(http, sim, case["sent"], cid)
+            assert status == case["post_status"], name
+            if status != 200:
+                assert body == case["post_response"], name
+                continue
+            pid = body["prompt_id"]
+            await frames.until(lambda f, pid=pid: f["type"] in ENDINGS
+                               and f["data"]["prompt_id"] == pid)
+            _, history = await get_json(http, f"{sim.url}/history/{pid}")
+            assert history[pid]["prompt"][2] == case["history_prompt"], name
+            assert_same_shape(case["outputs"], history[pid]["outputs"])
+
+
 async def test_queue_delete_interrupt_and_misc_like_recording_07(tmp_path: Path) -> None:
     trace = load_trace("07_interrupt_queue_misc.json")
     first_pid = trace["first"]["prompt_id"]
@@ -300,21 +320,48 @@ async def test_queue_delete_interrupt_and_misc_like_recording_07(tmp_path: Path)
         assert_same_shape(trace["system_stats"], stats)
 
         sim.installed_models.clear()
+        differences: list[str] = []
         for node, recorded_info in trace["object_info_subset"].items():
             _, info = await get_json(http, f"{sim.url}/object_info/{node}")
-            ours = info[node]
-            assert set(ours) <= set(recorded_info), node
-            for key in ("name", "display_name", "category", "output", "output_node",
-                        "output_name", "output_is_list", "python_module", "input_order"):
-                assert ours[key] == recorded_info[key], (node, key)
-            for input_name, spec in recorded_info["input"]["required"].items():
-                mine = ours["input"]["required"][input_name]
-                assert type(mine[0]) is type(spec[0]), (node, input_name)
-                if isinstance(spec[0], str):
-                    assert mine[0] == spec[0], (node, input_name)
-                limits = {k: v for k, v in (spec[1] if len(spec) > 1 else {}).items()
-                          if k in ("default", "min", "max")}
-                assert {k: mine[1][k] for k in limits} == limits, (node, input_name)
+            differences += catalogue_differences(node, info.get(node), recorded_info)
+        assert differences == []
+
+
+def test_every_node_the_simulator_offers_was_recorded_from_the_real_server() -> None:
+    """So the comparison above covers the whole catalogue (tests/comfy/record.py lists them)."""
+    from comfy.simulator.nodes import NODE_TYPES
+
+    recorded = load_trace("07_interrupt_queue_misc.json")["object_info_subset"]
+    assert sorted(set(NODE_TYPES) - set(recorded)) == []
+
+
+def catalogue_differences(node: str, ours: Any, real: dict[str, Any]) -> list[str]:
+    """Where the simulator's /object_info entry for a node strays from the real one."""
+    if ours is None:
+        return [f"{node}: missing"]
+    out = [f"{node}: extra key {key}" for key in set(ours) - set(real)]
+    for key in ("name", "display_name", "category", "output", "output_node",
+                "output_name", "output_is_list", "python_module", "input_order"):
+        if ours.get(key) != real.get(key):
+            out.append(f"{node}.{key}: {ours.get(key)!r} != {real.get(key)!r}")
+    for section, specs in real["input"].items():
+        mine_section = ours["input"].get(section, {})
+        if set(mine_section) != set(specs):
+            out.append(f"{node}.input.{section}: {sorted(mine_section)} != {sorted(specs)}")
+            continue
+        if section == "hidden":
+            continue
+        for input_name, spec in specs.items():
+            mine = mine_section[input_name]
+            if type(mine[0]) is not type(spec[0]) or (isinstance(spec[0], str)
+                                                      and mine[0] != spec[0]):
+                out.append(f"{node}.{input_name}: type {mine[0]!r} != {spec[0]!r}")
+            limits = {k: v for k, v in (spec[1] if len(spec) > 1 else {}).items()
+                      if k in ("default", "min", "max", "step", "options")}
+            given = mine[1] if len(mine) > 1 else {}
+            if {k: given.get(k) for k in limits} != limits:
+                out.append(f"{node}.{input_name}: {given} != {limits}")
+    return out
 
 
 # -- execution semantics -----------------------------------------------------------------------

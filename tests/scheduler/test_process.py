@@ -22,6 +22,7 @@ from orchestration.states import JobStatus
 from scheduler.events import SchedulerEvent
 from scheduler.process import Scheduler
 from scheduler.thumbnails import is_current, thumbnail_path
+from tests.comfy.conftest import load_trace
 from tests.committed import approve_step, create_run, import_pipeline, resume_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -300,16 +301,7 @@ async def test_comfy_down_at_start_and_mid_run(session_factory, tmp_path, caplog
     assert lost == 0
 
 
-MISSING_MODEL = json.loads((REPO.parent / "shared" / "comfyui-traces" / "08_missing_model.json")
-                           .read_text())["post_response"] if (
-    REPO.parent / "shared" / "comfyui-traces" / "08_missing_model.json").is_file() else {
-    "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed "
-              "validation", "details": "", "extra_info": {}},
-    "node_errors": {"4": {"errors": [{"type": "value_not_in_list",
-                                      "message": "Value not in list",
-                                      "details": "ckpt_name: 'sdxl.safetensors' not in []",
-                                      "extra_info": {"input_name": "ckpt_name"}}],
-                          "dependent_outputs": ["9"], "class_type": "CheckpointLoaderSimple"}}}
+MISSING_MODEL = load_trace("08_missing_model.json")["post_response"]
 
 
 async def test_three_rejections_hold_the_run_and_resume_lifts_it(session_factory, sim, tmp_path):
@@ -505,3 +497,56 @@ async def test_reconcile_sees_a_prompt_that_ends_between_history_and_queue(
     async with session_factory() as s:
         job = await s.get_one(Job, claimed.job_id)
     assert job.status is JobStatus.succeeded, job.error
+
+
+MASK_PIPELINE = {
+    "01-mask.json": {
+        "1": {"class_type": "SolidMask",
+              "inputs": {"value": "{{level}}", "width": 16, "height": 16}},
+        "2": {"class_type": "GrowMask", "inputs": {
+            "mask": ["1", 0], "expand": "{{grow}}", "tapered_corners": "{{tapered}}"}},
+        "3": {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
+        "4": {"class_type": "SaveImage",
+              "inputs": {"images": ["3", 0], "filename_prefix": "{{output_prefix}}"}},
+    },
+    "pipeline.yaml": "name: masks\nvariables: [level, grow, tapered]\n"
+                     "steps:\n  - name: mask\n    workflow: 01-mask.json\n",
+}
+
+
+async def test_run_variables_reach_comfyui_as_the_types_its_inputs_take(
+    session_factory, sim, tmp_path
+):
+    """ComfyUI would take "2" for an INT itself, but "false" for a BOOLEAN is true to it.
+    A value that cannot be its input's type is refused at /run start, once a worker is read."""
+    import aiohttp
+
+    from orchestration.errors import InvalidInput
+
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    for name, content in MASK_PIPELINE.items():
+        (folder / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    async with session_factory() as s:
+        await import_pipeline(s, folder)
+        run = await create_run(s, "masks", "typed", {"level": "0.5", "grow": "2",
+                                                     "tapered": "false"},
+                               RunSettings(max_children=1, target_leaves=1, budget=1))
+    scheduler = make_scheduler(session_factory, [sim.url], tmp_path / "data")
+    await run_until_idle(scheduler)
+    async with session_factory() as s:
+        [job] = list(await s.scalars(select(Job).where(Job.run_id == run.run_id)))
+        status, error, prompt_id = job.status, job.error, job.prompt_id
+        with pytest.raises(InvalidInput) as refused:
+            await create_run(s, "masks", "untyped", {"level": "half", "grow": "2",
+                                                     "tapered": "false"},
+                             RunSettings(), check=scheduler.problems_for_run)
+        assert await s.scalar(select(func.count()).select_from(PipelineRun)) == 1
+    assert str(refused.value).splitlines()[1:] == [
+        "• step 1 (mask): level=half, but SolidMask (#1) value takes a number"]
+    assert status is JobStatus.succeeded, error
+    async with (aiohttp.ClientSession() as http,
+                http.get(f"{sim.url}/history/{prompt_id}") as answer):
+        sent = (await answer.json())[prompt_id]["prompt"][2]
+    assert sent["1"]["inputs"]["value"] == 0.5
+    assert sent["2"]["inputs"] == {"mask": ["1", 0], "expand": 2, "tapered_corners": False}
