@@ -16,6 +16,7 @@ from orchestration.ranking import RANKING
 from orchestration.refits import refit_step
 from orchestration.runs import get_running_run
 from orchestration.selection import (
+    PlanAndCounts,
     RunCounts,
     RunPlan,
     eligible_params,
@@ -142,10 +143,12 @@ async def approve_step(
     return ApprovalResult(run_id, step, k, top, int(total or 0) - len(top))
 
 
-async def awaiting_approval(session: AsyncSession, run_id: int) -> list[int]:
+async def awaiting_approval(
+    session: AsyncSession, run_id: int, *, found: PlanAndCounts | None = None
+) -> list[int]:
     """Steps that are not approved, have candidates, and can get no more (docs/architecture.md,
     "Approvals")."""
-    found = await plan_and_counts(session, run_id)
+    found = found or await plan_and_counts(session, run_id)
     if found is None or not found[0].gates:
         return []
     plan, counts = found

@@ -23,6 +23,7 @@ from db.base import utcnow
 from db.models import ImageCandidate, Job, PipelineRun, PipelineRunStep
 from orchestration.approvals import awaiting_approval
 from orchestration.overview import jobs_in_flight, run_finished, run_has_work
+from orchestration.selection import plan_and_counts
 from orchestration.states import CandidateStatus, RunStatus
 
 
@@ -59,7 +60,8 @@ async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
     notices: list[Notice] = []
     now = utcnow()
 
-    waiting = await awaiting_approval(session, run_id)
+    found = await plan_and_counts(session, run_id)
+    waiting = await awaiting_approval(session, run_id, found=found)
     if waiting:
         fresh = (
             await session.scalars(
@@ -87,11 +89,11 @@ async def due_notices(session: AsyncSession, run_id: int) -> list[Notice]:
             )
 
     if run.held_reason is None:
-        if await run_has_work(session, run_id):
+        if await run_has_work(session, run_id, found=found):
             run.no_work_notified_at = None  # re-armed: the next time it runs dry is news again
         elif run_finished(
             has_work=False,
-            in_flight=await jobs_in_flight(session, run_id),
+            in_flight=await jobs_in_flight(session, run_id, found=found),
             held=False,
             awaiting=bool(waiting),
         ) and await _no_work_due(session, run):

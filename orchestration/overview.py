@@ -17,7 +17,7 @@ from orchestration.confidence import Confidence, top_k_confidence
 from orchestration.errors import InvalidInput, NotFound
 from orchestration.ranking import RANKING
 from orchestration.runs import get_run
-from orchestration.selection import decide_for_run, plan_and_counts
+from orchestration.selection import PlanAndCounts, decide_for_run, plan_and_counts
 from orchestration.states import CandidateStatus, RunStatus
 
 
@@ -72,18 +72,22 @@ def run_finished(*, has_work: bool, in_flight: int, held: bool, awaiting: bool) 
     return not has_work and in_flight == 0 and not held and not awaiting
 
 
-async def jobs_in_flight(session: AsyncSession, run_id: int) -> int:
-    found = await plan_and_counts(session, run_id)
+async def jobs_in_flight(
+    session: AsyncSession, run_id: int, *, found: PlanAndCounts | None = None
+) -> int:
+    found = found or await plan_and_counts(session, run_id)
     return found[1].in_flight if found is not None else 0
 
 
-async def run_has_work(session: AsyncSession, run_id: int) -> bool:
+async def run_has_work(
+    session: AsyncSession, run_id: int, *, found: PlanAndCounts | None = None
+) -> bool:
     """Whether selection would give this run a job now (a held or completed run has none)."""
     run = await session.get(PipelineRun, run_id)
     if run is None or run.status is RunStatus.completed or run.held_reason is not None:
         return False
     # The raffle's draw does not matter here, only whether there is something to draw.
-    return await decide_for_run(session, run_id, random.Random(0)) is not None
+    return await decide_for_run(session, run_id, random.Random(0), found=found) is not None
 
 
 async def run_overview(session: AsyncSession, run_id: int) -> RunOverview:
@@ -111,8 +115,10 @@ async def run_overview(session: AsyncSession, run_id: int) -> RunOverview:
         .all()
     )
     votes = await session.scalar(select(func.count()).where(Vote.run_id == run_id)) or 0
+    found = await plan_and_counts(session, run_id)
     waiting = (
-        set(await awaiting_approval(session, run_id)) if run.status is RunStatus.running else set()
+        set(await awaiting_approval(session, run_id, found=found))
+        if run.status is RunStatus.running else set()
     )
     return RunOverview(
         run.id,
@@ -122,12 +128,12 @@ async def run_overview(session: AsyncSession, run_id: int) -> RunOverview:
         run.held_reason,
         run.channel_id,
         int(votes),
-        await run_has_work(session, run_id),
+        await run_has_work(session, run_id, found=found),
         [
             StepOverview(step, step_name, counts.get(step, 0), approved, step in waiting)
             for step, step_name, approved in rows
         ],
-        await jobs_in_flight(session, run_id),
+        await jobs_in_flight(session, run_id, found=found),
     )
 
 

@@ -147,7 +147,12 @@ async def runs_in_rotation(session: AsyncSession) -> list[int]:
     return ids[start:] + ids[:start]
 
 
-async def plan_and_counts(session: AsyncSession, run_id: int) -> tuple[RunPlan, RunCounts] | None:
+PlanAndCounts = tuple[RunPlan, RunCounts]
+
+
+async def plan_and_counts(session: AsyncSession, run_id: int) -> PlanAndCounts | None:
+    """A run's knobs and its job and candidate counts, in one statement. The functions that
+    take `found` accept it read once by their caller, so one look at a run reads it once."""
     row = (await _core(session, _PLAN_AND_COUNTS, {"run_id": run_id})).first()
     if row is None:
         return None
@@ -215,10 +220,11 @@ _RAFFLES = {(g, o): _raffle_statement(g, o) for g in (True, False) for o in Sele
 
 
 async def decide_for_run(
-    session: AsyncSession, run_id: int, rng: random.Random
+    session: AsyncSession, run_id: int, rng: random.Random, *,
+    found: PlanAndCounts | None = None,
 ) -> JobDecision | None:
     """The job this run would get now, or None when it has no work."""
-    found = await plan_and_counts(session, run_id)
+    found = found or await plan_and_counts(session, run_id)
     if found is None:
         return None
     run, counts = found

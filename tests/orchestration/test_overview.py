@@ -159,3 +159,32 @@ async def test_no_confidence_without_two_active_candidates(session, tmp_path):
     assert len(page.items) == 2  # the rejected one is still shown, last
     empty = await gallery_page(session, run, 3, 1)
     assert (empty.active, empty.confidence, empty.items) == (0, None, [])
+
+
+async def test_runs_reads_each_runs_plan_and_counts_once(engine, session_factory, tmp_path):
+    """/runs reads every run: the query behind a run's plan and counts is its costliest."""
+    from sqlalchemy import event
+
+    from orchestration.overview import run_overviews
+    from orchestration.selection import _PLAN_AND_COUNTS
+
+    plan_sql = str(_PLAN_AND_COUNTS.compile(dialect=engine.sync_engine.dialect))
+    plan_columns = plan_sql.split("(SELECT")[0]  # the run's own columns, then its counts
+    async with session_factory() as s:
+        await make_pipeline(s, tmp_path, steps=3)
+        for _ in range(3):
+            run = await make_run(s)
+            await candidate(s, run, 1, seed=run)
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *rest) -> None:
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with session_factory() as s:
+            overviews = await run_overviews(s)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(overviews) == 3
+    assert sum(statement.startswith(plan_columns) for statement in seen) == 3
