@@ -16,10 +16,12 @@ from typing import TypeVar
 from sqlalchemy.engine import make_url
 
 from app.backup import backup_database
-from app.context import App
+from app.context import App, RunRef
+from app.deletion import delete_pipeline, delete_run, disk_use, plan_run_deletion
 from app.overview import votes_of
 from app.pipelines import list_pipelines, store_pipeline
 from bot.config import REQUIRED_BY_RUN, ConfigError, Settings, load_settings, unknown_settings
+from bot.deletion import deleted_text, deletion_text
 from comfy.capabilities import check_steps, fetch_capabilities
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
@@ -28,6 +30,9 @@ from db.migrate import MigrationError, upgrade_database
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DomainError, InvalidInput
 from orchestration.pipelines import PipelineSpec, load_pipeline_spec
+from orchestration.runs import run_id_of_folder
+from orchestration.states import RunStatus
+from orchestration.text import byte_size, plural
 
 log = logging.getLogger("comfy_curator")
 T = TypeVar("T")
@@ -128,6 +133,60 @@ async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> No
     for p in pipelines:
         variables = ", ".join(p.variables) or "none"
         print(f"#{p.id} {p.name}: {' → '.join(p.steps)} (variables: {variables})")
+
+
+async def cmd_pipeline_delete(settings: Settings, args: argparse.Namespace) -> None:
+    done = await _with_database(settings, delete_pipeline, args.name, reading=True)
+    print(f"deleted pipeline “{done.name}” (#{done.pipeline_id}) and its "
+          f"{plural(done.steps, 'step')}")
+
+
+def _confirmed(question: str) -> bool:
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+async def cmd_runs_delete(settings: Settings, args: argparse.Namespace) -> int:
+    data_dir = settings.data_dir
+
+    async def work(app: App) -> int:
+        plan = await plan_run_deletion(app, RunRef(args.run), data_dir)
+        print(deletion_text(data_dir, plan))
+        if not args.yes and not await asyncio.to_thread(_confirmed, "Delete? [y/N] "):
+            print("comfy-curator: nothing was deleted (answer y to delete, or give --yes)",
+                  file=sys.stderr)
+            return 1
+        print(deleted_text(data_dir, await delete_run(app, args.run, data_dir)))
+        return 0
+
+    return await _with_database(settings, work, reading=True)
+
+
+def _size(count: int) -> str:
+    """A size to read and the exact figure, to compare with `du -b`."""
+    return byte_size(count) if count < 1000 else f"{byte_size(count)} ({count:,} bytes)"
+
+
+async def cmd_runs_disk(settings: Settings, _args: argparse.Namespace) -> None:
+    data_dir = settings.data_dir
+    use = await _with_database(settings, disk_use, data_dir, reading=True)
+    if not use.runs:
+        print("no runs yet")
+    for run in use.runs:
+        state = "completed" if run.status is RunStatus.completed else "running"
+        print(f"#{run.run_id} {run.name} ({state}): {plural(run.images, 'image')}, "
+              f"{plural(run.folder.files, 'file')}, {_size(run.folder.bytes)} in "
+              f"{data_dir / run.folder.name}")
+    for left in use.leftovers:
+        number = run_id_of_folder(left.name)
+        how = (f"comfy-curator runs delete {number} removes it" if number is not None
+               else "remove it by hand")
+        print(f"{data_dir / left.name}: no run owns it (left by a deletion that stopped before "
+              f"its files were removed): {plural(left.files, 'file')}, {_size(left.bytes)}; "
+              f"{how}")
+    print(f"total: {_size(use.bytes)} under {data_dir}")
 
 
 async def cmd_export_votes(settings: Settings, args: argparse.Namespace) -> None:
@@ -267,6 +326,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.set_defaults(func=cmd_pipeline_import)
     pipe.add_parser("list", help="list imported pipelines").set_defaults(func=cmd_pipeline_list)
+    drop = pipe.add_parser("delete", help="delete a pipeline that no run uses")
+    drop.add_argument("name", help="the pipeline's name (or #id), as pipeline list shows it")
+    drop.set_defaults(func=cmd_pipeline_delete)
+    runs = sub.add_parser("runs", help="what runs take on disk, and deleting one").add_subparsers(
+        dest="runs_command", required=True
+    )
+    runs.add_parser(
+        "disk", help="each run's images and bytes under DATA_DIR, and the total"
+    ).set_defaults(func=cmd_runs_disk)
+    gone = runs.add_parser(
+        "delete",
+        help="delete a run: its rows, its images, its prompts' history on ComfyUI",
+        description="Shows what goes and what stays (ComfyUI keeps its own copies of the "
+        "images), then asks. Refused while a job of the run is in flight. Works while the bot "
+        "runs.",
+    )
+    gone.add_argument("run", type=int, help="the run's number, as /runs shows it")
+    gone.add_argument("--yes", action="store_true", help="do not ask")
+    gone.set_defaults(func=cmd_runs_delete)
     export = sub.add_parser(
         "export-votes",
         help="write every vote of a run as JSON Lines (both images, prompt, seed, step, voter)",

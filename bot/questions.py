@@ -21,7 +21,8 @@ _waiting: dict[str, Question] = {}
 
 
 class Question:
-    """One question to the person who ran `command` (e.g. "approve"); `await answer()` is
+    """One question to the person who ran `command` (e.g. "approve", "run-delete" for
+    /run delete); `await answer()` is
     True for Confirm, False for Cancel or when nobody answered in time."""
 
     def __init__(self, command: str, owner_id: int, timeout: float = QUESTION_TIMEOUT) -> None:
@@ -56,13 +57,14 @@ class Question:
 def expired_text(command: str) -> str:
     return (
         "This question has expired (the bot restarted, or nobody answered within "
-        f"{QUESTION_TIMEOUT / 60:.0f} minutes), so nothing was done. Run `/{command}` again."
+        f"{QUESTION_TIMEOUT / 60:.0f} minutes), so nothing was done. Run "
+        f"`/{command.replace('-', ' ')}` again."
     )
 
 
 class ConfirmButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"cc:ask:(?P<command>[a-z]+):(?P<key>[0-9a-f]{16}):(?P<answer>yes|no)",
+    template=r"cc:ask:(?P<command>[a-z]+(?:-[a-z]+)?):(?P<key>[0-9a-f]{16}):(?P<answer>yes|no)",
 ):
     def __init__(self, command: str, key: str, answer: str) -> None:
         yes = answer == "yes"

@@ -1,4 +1,4 @@
-"""/runs, /run start, /complete and /resume."""
+"""/runs, /run start, /run delete, /complete and /resume."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from app.deletion import delete_run, plan_run_deletion
 from app.pipelines import list_pipelines
 from app.runs import channel_opened, complete_run, list_runs, resume_run, start_run, which_run
-from bot.app import CuratorBot, changed, defer_public
+from bot.app import MESSAGE_MAX, CuratorBot, changed, defer_public
+from bot.deletion import deleted_text, deletion_text
 from bot.permissions import curator_only
 from bot.questions import Question
-from cogs.common import RunOption, run_ref
+from cogs.common import AnyRunOption, RunOption, run_ref
+from orchestration.deletion import RunContents
 from orchestration.errors import InvalidInput
 from orchestration.overview import RunOverview
 from orchestration.runs import RunCreated
@@ -92,7 +95,7 @@ class Runs(commands.Cog):
     def __init__(self, bot: CuratorBot) -> None:
         self.bot = bot
 
-    run_group = app_commands.Group(name="run", description="Start a run")
+    run_group = app_commands.Group(name="run", description="Start or delete a run")
 
     @app_commands.command(name="runs", description="Every run: status, steps, votes")
     @app_commands.describe(page="Page of the list (10 runs a page)")
@@ -193,6 +196,48 @@ class Runs(commands.Cog):
                 + (need if isinstance(err, discord.Forbidden) else "")
             )
         return channel, None
+
+    @run_group.command(
+        name="delete", description="Delete a run for good: its images, votes and jobs"
+    )
+    @app_commands.describe(run="The run (default: this channel's run)")
+    @curator_only()
+    async def delete(
+        self, interaction: discord.Interaction[Any], run: AnyRunOption | None = None
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        data_dir = self.bot.settings.data_dir
+        plan = await plan_run_deletion(self.bot.app, run_ref(interaction, run), data_dir)
+        question = Question("run-delete", interaction.user.id)
+        await interaction.followup.send(
+            clip(deletion_text(data_dir, plan), MESSAGE_MAX), view=question.view(),
+            ephemeral=True,
+        )
+        if not await question.answer():
+            await interaction.edit_original_response(content="Not deleted.", view=None)
+            return
+        done = await delete_run(self.bot.app, plan.run_id, data_dir)
+        changed(interaction, f"run #{plan.run_id} was deleted")
+        await interaction.edit_original_response(
+            content=clip(deleted_text(data_dir, done), MESSAGE_MAX), view=None
+        )
+        contents = done.deletion.contents
+        if contents is not None and contents.channel_id is not None:
+            await self._say_deleted(contents, interaction.user.mention)
+
+    async def _say_deleted(self, contents: RunContents, by: str) -> None:
+        """A line in the run's channel, which stays: its pairs no longer take votes."""
+        channel = self.bot.get_channel(contents.channel_id or 0)
+        if isinstance(channel, discord.TextChannel):
+            try:
+                await channel.send(
+                    f"🗑️ Run “{contents.name}” was deleted by {by}: its "
+                    "images, votes and jobs are gone, and the pairs above no longer take "
+                    "votes. This channel stays until someone deletes it."
+                )
+            except discord.HTTPException as err:  # the run is deleted all the same
+                log.warning("run %d: could not tell its channel it was deleted: %s",
+                            contents.run_id, err)
 
     @app_commands.command(name="complete", description="Complete a run: no more jobs or votes")
     @app_commands.describe(run="The run (default: this channel's run)")

@@ -32,7 +32,7 @@ import logging
 import mimetypes
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, TypeAlias, TypeVar
@@ -554,6 +554,18 @@ class ComfyClient:
         what = f"GET /history/{prompt_id}"
         answer = await self._retrying(what, lambda: self._send("GET", f"/history/{prompt_id}"))
         return self._parse_history(prompt_id, answer)
+
+    async def delete_history(self, prompt_ids: Sequence[str]) -> None:
+        """Remove these prompts' entries from ComfyUI's history (`POST /history` with
+        `delete`); ids it does not have are ignored. The output files stay: no route of
+        ComfyUI deletes them."""
+        if not prompt_ids:
+            return
+        body = {"delete": list(prompt_ids)}
+        answer = await self._retrying(
+            "POST /history", lambda: self._send("POST", "/history", json=body))
+        if answer.status != 200:
+            raise self._unexpected("POST /history", answer)
 
     async def download(self, image: OutputImage) -> bytes:
         """The bytes of one output file (`GET /view`), within `download_timeout`.

@@ -48,6 +48,9 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     )
 
 
+# Ids that outlive their rows (in vote buttons, folder and file names, ComfyUI's outputs) are
+# never given twice, even after a deletion: SQLite otherwise reuses the highest id.
+NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 class Pipeline(Base):
@@ -92,6 +95,7 @@ class PipelineRun(Base):
         CheckConstraint("top_k >= 1", name="top_k_positive"),
         CheckConstraint("base_quota >= 0", name="base_quota_not_negative"),
         Index("ix_pipeline_runs_status_id", "status", "id"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,6 +161,7 @@ class Job(Base):
         Index("ix_jobs_run_id_status", "run_id", "status"),
         Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_parent_id", "parent_id"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -204,6 +209,7 @@ class ImageCandidate(Base):
         ),
         Index("ix_image_candidates_run_step_elo", "run_id", "step", "elo"),
         Index("ix_image_candidates_parent_id", "parent_id"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -272,6 +278,7 @@ class PairPost(Base):
         CheckConstraint("a_id <> b_id", name="two_candidates"),
         Index("ix_pair_posts_run_open", "run_id", "answered_at"),
         Index("ix_pair_posts_message_id", "message_id"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -61,6 +61,22 @@ class RunCreated:
     variables: dict[str, Any] = field(default_factory=dict)
 
 
+def run_folder_prefix(run_id: int) -> str:
+    """How the folder of run `run_id` under DATA_DIR begins: `run-0014-` (its name follows)."""
+    return f"run-{run_id:04d}-"
+
+
+RUN_FOLDERS = "run-"  # how every run's folder under DATA_DIR begins
+
+
+def run_id_of_folder(name: str) -> int | None:
+    """The run a folder under DATA_DIR was made for (`run-0014-…` → 14), if it is one."""
+    number, sep, _ = name.removeprefix(RUN_FOLDERS).partition("-")
+    if not name.startswith(RUN_FOLDERS) or not sep or not number.isdigit():
+        return None
+    return int(number)
+
+
 async def get_run(session: AsyncSession, run_id: int) -> PipelineRun:
     run = await session.get(PipelineRun, run_id)
     if run is None:
@@ -153,7 +169,7 @@ async def create_run(
     )
     session.add(run)
     await session.flush()
-    run.folder = f"run-{run.id:04d}-{slugify(name, fallback='run')}"
+    run.folder = run_folder_prefix(run.id) + slugify(name, fallback="run")
     for step in found.steps:
         first = step.position == 1
         session.add(

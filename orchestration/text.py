@@ -43,3 +43,15 @@ def person(by: str) -> str:
     """Who did something, as Discord shows it: a user id becomes a mention; other names
     (the demo, the command line) stay as they are."""
     return f"<@{by}>" if by.isdigit() else by
+
+
+def byte_size(count: int) -> str:
+    """A size as people read it, in powers of 1000: '812 bytes', '34.5 kB', '1.2 MB'."""
+    if count < 1000:
+        return plural(count, "byte")
+    size = float(count)
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if round(size, 1) < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1000:.1f} TB"

@@ -1,11 +1,15 @@
-"""Where a run's images live under DATA_DIR, and writing files so a crash leaves no half file."""
+"""Where a run's images live under DATA_DIR, writing files so a crash leaves no half file, and
+what a run's folder holds and its removal."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
@@ -76,3 +80,65 @@ def sync_folder(folder: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class FolderUse:
+    """A folder under DATA_DIR (its name there) and the files and bytes it holds."""
+
+    name: str
+    files: int
+    bytes: int
+
+
+def folder_use(data_dir: Path, name: str) -> FolderUse:
+    """Every file under the folder, thumbnails included, counted by its size on disk; an
+    absent folder holds nothing. Links are counted, never followed."""
+    files = size = 0
+    for root, _dirs, names in os.walk(data_dir / name):
+        for file in names:
+            with contextlib.suppress(FileNotFoundError):  # removed while counting
+                size += os.lstat(os.path.join(root, file)).st_size
+                files += 1
+    return FolderUse(name, files, size)
+
+
+def is_plain_folder_name(name: str) -> bool:
+    """A name that is one folder right under DATA_DIR: never DATA_DIR itself or outside it."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
+def folders_starting(data_dir: Path, prefix: str) -> list[str]:
+    """The folders right under DATA_DIR whose names start with `prefix`, sorted."""
+    if not data_dir.is_dir():
+        return []
+    return sorted(p.name for p in data_dir.iterdir()
+                  if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink())
+
+
+def remove_folder(data_dir: Path, name: str) -> list[str]:
+    """Delete the folder and everything in it; what could not be removed, one line each."""
+    if not is_plain_folder_name(name):
+        raise ValueError(f"not a folder right under DATA_DIR: {name!r}")
+    problems: list[str] = []
+    target = data_dir / name
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+        return problems
+    if not target.exists():
+        return problems
+    for root, dirs, names in os.walk(target, topdown=False):
+        for entry in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            _remove(Path(root, entry), Path.unlink, problems)
+        _remove(Path(root), Path.rmdir, problems)
+    sync_folder(data_dir)
+    return problems
+
+
+def _remove(path: Path, how: Callable[[Path], None], problems: list[str]) -> None:
+    try:
+        how(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        problems.append(f"{path}: {err.strerror or err}")

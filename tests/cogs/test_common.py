@@ -31,7 +31,8 @@ def test_every_run_option_is_one_autocompleted_integer(tmp_path):
         if o["name"] == "run"
     ]
     assert {where for where, _ in runs} == {
-        "/approve run", "/complete run", "/resume run", "/vote run", "/gallery run"
+        "/approve run", "/complete run", "/resume run", "/vote run", "/gallery run",
+        "/run/delete run",
     }
     for where, option in runs:
         assert option["type"] == 4 and option["autocomplete"] is True, where

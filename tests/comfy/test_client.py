@@ -368,3 +368,21 @@ async def test_closing_the_client_wakes_a_follower(sim: SimulatedComfy) -> None:
             await following
     with pytest.raises(ComfyError, match="closed"):
         await client.queue()
+
+
+async def test_delete_history_forgets_those_prompts_and_keeps_their_files(
+    sim: SimulatedComfy, client: ComfyClient
+) -> None:
+    kept = await run_prompt(client, invert_workflow(batch=1))
+    gone = await run_prompt(client, invert_workflow(batch=2))
+    await client.delete_history([gone.prompt_id, "never-queued"])
+    await client.delete_history([])  # nothing to ask
+    assert await client.history(gone.prompt_id) is None
+    assert (await client.history(kept.prompt_id)) is not None
+    assert len(await client.download(gone.images[0])) > 0  # ComfyUI keeps the output
+
+
+async def test_delete_history_on_a_comfyui_that_is_not_there(tmp_path: Path) -> None:
+    async with fast_client("http://127.0.0.1:9") as client:
+        with pytest.raises(ComfyUnavailable):
+            await client.delete_history(["p-1"])

@@ -1051,3 +1051,33 @@ async def test_prompt_frames_go_only_to_the_prompt_client(sim: SimulatedComfy) -
     assert "progress_state" in mine.types()
     assert set(other.types(upto_end=False)) == {"status"}
     assert body["prompt_id"]
+
+
+async def test_post_history_deletes_and_clears_entries_like_comfyui(sim: SimulatedComfy) -> None:
+    """server.py post_history: `clear` (when true) empties the history, then each id of
+    `delete` is popped, ids it does not know ignored (PromptQueue.delete_history_item); the
+    answer is a bare 200. The outputs stay where they were saved."""
+    async with aiohttp.ClientSession() as http:
+        ids = []
+        for batch in (1, 2, 3):
+            _, body = await post_prompt(http, sim, invert_workflow(batch=batch), "cid")
+            ids.append(body["prompt_id"])
+        for pid in ids:
+            await asyncio.wait_for(sim.wait_ended(pid), 5)
+        outputs = sorted(p.name for p in (sim.root / "output").rglob("*.png"))
+
+        async def post(path: str, body: Any) -> tuple[int, bytes]:
+            async with http.post(f"{sim.url}{path}", json=body) as resp:
+                return resp.status, await resp.read()
+
+        assert await post("/history", {"delete": [ids[0], "no-such-prompt"]}) == (200, b"")
+        assert (await get_json(http, f"{sim.url}/history/{ids[0]}")) == (200, {})
+        assert set((await get_json(http, f"{sim.url}/history"))[1]) == set(ids[1:])
+        assert await post("/history", {"clear": False, "delete": []}) == (200, b"")
+        assert await post("/history", {}) == (200, b"")
+        assert await post("/api/history", [ids[1]]) == (200, b"")  # a list: neither key
+        assert set((await get_json(http, f"{sim.url}/history"))[1]) == set(ids[1:])
+        assert await post("/history", {"clear": True}) == (200, b"")
+        assert (await get_json(http, f"{sim.url}/history")) == (200, {})
+        assert (await post("/history", 5))[0] == 500  # `in` on a number raises there too
+        assert sorted(p.name for p in (sim.root / "output").rglob("*.png")) == outputs

@@ -93,3 +93,31 @@ async def test_selection_query_uses_its_index(session, tmp_path):
         "AND status = 'active' AND step < 3 AND child_slots < 3 AND advancing IS 1"),
         {"r": run})).all()
     assert any("ix_image_candidates_selection" in str(row) for row in plan), plan
+
+
+def test_upgrading_to_0006_keeps_rows_and_never_gives_their_ids_again(tmp_path):
+    """0006 copies the tables whose ids outlive their rows into AUTOINCREMENT ones: the rows
+    stay, and the counter starts at the highest id, so deleting the newest run frees no id."""
+    import asyncio
+
+    path = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    asyncio.run(upgrade_database(url, "0005"))
+
+    def add_run(con: sqlite3.Connection, run_id: int | None) -> None:
+        con.execute(
+            "INSERT INTO pipeline_runs (id, pipeline_id, name, status, variables, max_children, "
+            "target_leaves, \"order\", gates, budget, top_k, base_quota, folder, created_by, "
+            "created_at) VALUES (?, 1, 'r', 'running', '{}', 1, 1, 'breadth_first', 1, 1, 1, 1, "
+            "'run-r', '', '2026-01-01 00:00:00')", (run_id,))
+
+    with sqlite3.connect(path) as con:
+        con.execute("INSERT INTO pipelines (id, name, description, source, created_at) "
+                    "VALUES (1, 'p', '', '', '2026-01-01 00:00:00')")
+        add_run(con, 7)
+    asyncio.run(upgrade_database(url))
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT id, name FROM pipeline_runs").fetchall() == [(7, "r")]
+        con.execute("DELETE FROM pipeline_runs WHERE id = 7")
+        add_run(con, None)
+        assert con.execute("SELECT id FROM pipeline_runs").fetchall() == [(8,)]
