@@ -318,7 +318,7 @@ class Demo:
 
     def starting(self, phase: str) -> None:
         """Say what the demo is doing before (and after) its runs, the moment it starts."""
-        self.phase = phase
+        self.phase = f"{phase}…"
         self._note(f"{phase}…")
 
     def view(self) -> RenderableType:
@@ -327,7 +327,7 @@ class Demo:
         done = sum(r.jobs_done for r in self.runs)
         up = self.scheduler.up.get(self.comfy_url) if self.scheduler else None
         state = {True: "up", False: "DOWN, retrying", None: "connecting"}[up]
-        doing = f"{self.phase}…" if self.phase else f"ComfyUI ({state}) {self.comfy_url}"
+        doing = self.phase or f"ComfyUI ({state}) {self.comfy_url}"
         header = Text(f"{time.monotonic() - self.started:5.1f} s · {done} jobs done · {doing}",
                       style="bold", no_wrap=True, overflow="ellipsis")
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
@@ -460,16 +460,16 @@ class Demo:
             run.sheet = path
 
     def summary(self) -> Table:
+        """What each run came to, narrow enough for 80 columns (its folder is printed below)."""
         table = Table(title="comfy-curator demo: summary")
-        for column in ("run", "candidates per step", "approved", "votes", "best final",
-                       "folder"):
+        for column in ("run", "per step", "approved", "votes", "best final"):
             table.add_column(column)
         for run in self.runs:
             best = f"#{run.best.id}, Elo {run.best.elo:.0f}" if run.best else "-"
             if run.held:
                 best = f"held: {run.held}"
-            table.add_row(run.label, run.counts_text(), run.approvals_text(), str(run.votes),
-                          best, str(self.options.folder / run.folder))
+            table.add_row(f"{run.run_id} {run.name}", run.counts_text(), run.approvals_text(),
+                          str(run.votes), best)
         return table
 
 
