@@ -37,7 +37,8 @@ What it does as ComfyUI does:
   `exception_during_inner_validation` on the node whose check raised; widget values are
   converted in place; a combo of a comfy_api node ("COMBO" type) takes any value, as there,
   and its node fails when it runs. A body ComfyUI cannot read (not JSON, or the wrong JSON
-  shape where its handler indexes it) answers aiohttp's plain-text 500, on POST /prompt, /queue and /history.
+  shape where its handler indexes it) answers aiohttp's plain-text 500, on POST /prompt,
+  /queue and /history.
 - POST /queue sends a `status` frame per deleted prompt (two when the queue empties) and one
   per clear; a websocket's first `feature_flags` message is answered; and when an older socket
   of a reused client id closes, that id is unregistered, so the newer socket gets no frames.
