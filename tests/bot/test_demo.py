@@ -159,3 +159,10 @@ def render(console: Console, renderable) -> list[str]:
     with console.capture() as captured:
         console.print(renderable)
     return captured.get().splitlines()
+
+
+def test_each_prompt_gets_a_tint_of_its_own():
+    tints = {bot.demo.tint(prompt) for _name, prompt in bot.demo.RUN_IDEAS}
+    assert len(tints) == len(bot.demo.RUN_IDEAS)
+    assert all(0 <= t <= 0xFFFFFF for t in tints)
+    assert bot.demo.tint("a lighthouse") == bot.demo.tint("a lighthouse")
