@@ -15,7 +15,9 @@ would say it has no work left; it writes no SQL.
 from __future__ import annotations
 
 import asyncio
+import colorsys
 import contextlib
+import hashlib
 import itertools
 import logging
 import random
@@ -28,10 +30,10 @@ from typing import TextIO
 
 import numpy as np
 from PIL import Image
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.logging import RichHandler
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -68,6 +70,7 @@ CURATOR = "demo-curator"
 VOTERS = ("demo-voter-1", "demo-voter-2", "demo-voter-3")
 WIN_PROBABILITY = 0.8  # how often the voter picks the candidate it truly prefers
 SHEET_LIMIT = 24  # the most candidates one contact sheet shows
+BAR_WIDTH = 8  # the live view's progress bar, in characters
 # Nothing grows from the final step, so it is never approved and its candidates stay undecided.
 FINAL_BADGE: Badge = "pending"
 RUN_IDEAS = (
@@ -188,14 +191,24 @@ class DemoReport:
 # -- the simulated people ----------------------------------------------------------------------
 
 
+def tint(prompt: str) -> int:
+    """The run variable `tint` of cpu-demo (an RGB number) for a prompt: a hue of its own per
+    prompt. Core ComfyUI cannot draw text without a model, so this is how the prompt shows."""
+    hue = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:2], "big") / 65536
+    red, green, blue = (round(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.6, 0.8))
+    return red << 16 | green << 8 | blue
+
+
 def vividness(path: Path) -> float:
-    """The voter's hidden taste: the mean colour saturation of the image (0–255).
+    """The voter's hidden taste: vivid colour and strong contrast, as the mean saturation plus
+    the spread of brightness of the image (each 0–255).
 
     Deterministic: the images follow from the job seeds, which follow from `--seed`.
     """
     with Image.open(path) as image:
         small = image.convert("RGB").resize((64, 64), Image.Resampling.BOX)
-    return float(np.asarray(small.convert("HSV"))[..., 1].mean())
+    hsv = np.asarray(small.convert("HSV"), dtype=np.float64)
+    return float(hsv[..., 1].mean() + hsv[..., 2].std())
 
 
 class Voter:
@@ -237,7 +250,8 @@ class Demo:
         self.runs: list[DemoRun] = []
         self.scheduler: Scheduler | None = None
         self.comfy_url = ""
-        self.started = time.monotonic()
+        self.started = time.monotonic()  # from the command's start: what the person waits
+        self.phase: str | None = None  # what the demo does before its runs go, or at its end
         self._kick = asyncio.Event()
 
     def _wake(self) -> None:
@@ -255,7 +269,8 @@ class Demo:
             name, prompt = RUN_IDEAS[index % len(RUN_IDEAS)]
             if index >= len(RUN_IDEAS):
                 name = f"{name} {index // len(RUN_IDEAS) + 1}"
-            made = await start_run(self.app, imported.name, name, {"prompt": prompt},
+            made = await start_run(self.app, imported.name, name,
+                                   {"prompt": prompt, "tint": tint(prompt)},
                                    settings, created_by=CREATED_BY)
             self.runs.append(DemoRun(made.run_id, made.name, made.folder, made.steps,
                                      settings.top_k))
@@ -301,31 +316,49 @@ class Demo:
             elapsed = time.monotonic() - self.started
             self.console.print(f"[{elapsed:5.1f}s] {line}", markup=False, highlight=False)
 
+    def starting(self, phase: str) -> None:
+        """Say what the demo is doing before (and after) its runs, the moment it starts."""
+        self.phase = f"{phase}…"
+        self._note(f"{phase}…")
+
     def view(self) -> RenderableType:
-        """The live table: one row per run, the running job's progress bar in its row."""
+        """The live table: one line per run, fit for an 80-column terminal; the running job's
+        progress bar in its row."""
         done = sum(r.jobs_done for r in self.runs)
         up = self.scheduler.up.get(self.comfy_url) if self.scheduler else None
         state = {True: "up", False: "DOWN, retrying", None: "connecting"}[up]
-        header = Text(f"ComfyUI {self.comfy_url} ({state}) · {done} jobs done · "
-                      f"{time.monotonic() - self.started:.1f} s", style="bold")
-        table = Table(expand=False)
-        for column in ("run", "candidates per step", "approved", "votes", "jobs", "now"):
-            table.add_column(column, no_wrap=True)
+        doing = self.phase or f"ComfyUI ({state}) {self.comfy_url}"
+        header = Text(f"{time.monotonic() - self.started:5.1f} s · {done} jobs done · {doing}",
+                      style="bold", no_wrap=True, overflow="ellipsis")
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+        for column, width in (("run", 18), ("per step", 9), ("approved", 8), ("votes", 5),
+                              ("jobs", 4), ("now", 21)):
+            table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=min(width, 5),
+                             max_width=width)
         progress = list(self.scheduler.progress.values()) if self.scheduler else []
+        if not self.runs:  # not started yet: the runs to come
+            for index in range(self.options.runs):
+                table.add_row(f"- {RUN_IDEAS[index % len(RUN_IDEAS)][0]}", "-", "-", "-", "-",
+                              "starting…")
         for run in self.runs:
-            table.add_row(run.label, run.counts_text(), run.approvals_text(), str(run.votes),
+            counts = " ".join(str(run.counts.get(s, 0)) for s in range(1, run.steps + 1))
+            approved = ", ".join(str(s) for s in sorted(run.approvals)) or "-"
+            table.add_row(f"{run.run_id} {run.name}", counts, approved, str(run.votes),
                           str(run.jobs_done), self._now(run, progress))
         return Group(header, table)
 
     @staticmethod
-    def _now(run: DemoRun, progress: list[JobProgress]) -> RenderableType:
+    def _now(run: DemoRun, progress: list[JobProgress]) -> Text:
+        """The run's state, or its running job as a bar and where it goes, on one line."""
         mine = next((p for p in progress if p.run_id == run.run_id), None)
         if mine is None:
             return Text(run.status)
-        grid = Table.grid(padding=(0, 1))
-        grid.add_row(ProgressBar(total=mine.maximum or 1.0, completed=mine.value, width=16),
-                     Text(f"job {mine.job_id} → step {mine.step}"))
-        return grid
+        filled = round(mine.fraction * BAR_WIDTH)
+        line = Text()
+        line.append("━" * filled, style="bar.complete")
+        line.append("━" * (BAR_WIDTH - filled), style="bar.back")
+        line.append(f" job {mine.job_id} → {mine.step}")
+        return line
 
     # -- the loop
 
@@ -427,16 +460,16 @@ class Demo:
             run.sheet = path
 
     def summary(self) -> Table:
+        """What each run came to, narrow enough for 80 columns (its folder is printed below)."""
         table = Table(title="comfy-curator demo: summary")
-        for column in ("run", "candidates per step", "approved", "votes", "best final",
-                       "folder"):
+        for column in ("run", "per step", "approved", "votes", "best final"):
             table.add_column(column)
         for run in self.runs:
             best = f"#{run.best.id}, Elo {run.best.elo:.0f}" if run.best else "-"
             if run.held:
                 best = f"held: {run.held}"
-            table.add_row(run.label, run.counts_text(), run.approvals_text(), str(run.votes),
-                          best, str(self.options.folder / run.folder))
+            table.add_row(f"{run.run_id} {run.name}", run.counts_text(), run.approvals_text(),
+                          str(run.votes), best)
         return table
 
 
@@ -492,11 +525,7 @@ async def _drive(demo: Demo, url: str) -> None:
     timeout = demo.options.timeout
     try:
         async with asyncio.timeout(timeout):
-            if demo.live:
-                with Live(console=demo.console, get_renderable=demo.view, refresh_per_second=8):
-                    await demo.drive()
-            else:
-                await demo.drive()
+            await demo.drive()
     except TimeoutError as err:
         raise DemoError(f"the demo did not finish within {timeout:g} s; is ComfyUI at {url} "
                         "still up? (--timeout sets the limit)") from err
@@ -509,23 +538,30 @@ async def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoRe
     if options.comfy_url is not None:
         await check_reachable(options.comfy_url)
     options.folder.mkdir(parents=True, exist_ok=True)
-    await upgrade_database(options.database_url)
     engine = create_engine(options.database_url)
+    demo = Demo(options, console, create_session_factory(engine))
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            url = options.comfy_url
-            if url is None:
-                sim = await stack.enter_async_context(
-                    SimulatedComfy(duration=options.duration, seed=options.seed))
-                url = sim.url
-            demo = Demo(options, console, create_session_factory(engine))
-            return await _run(demo, url.rstrip("/"), simulated=options.comfy_url is None)
+        with (Live(console=console, get_renderable=demo.view, refresh_per_second=8)
+              if demo.live else contextlib.nullcontext()):
+            demo.starting("upgrading the database")
+            await upgrade_database(options.database_url)
+            async with contextlib.AsyncExitStack() as stack:
+                url = options.comfy_url
+                if url is None:
+                    demo.starting("starting the simulated ComfyUI")
+                    sim = await stack.enter_async_context(
+                        SimulatedComfy(duration=options.duration, seed=options.seed))
+                    url = sim.url
+                report = await _run(demo, url.rstrip("/"), simulated=options.comfy_url is None)
     finally:
         await engine.dispose()
+    _print_report(demo, report)
+    return report
 
 
 async def _run(demo: Demo, url: str, *, simulated: bool) -> DemoReport:
     options, console = demo.options, demo.console
+    demo.starting("importing pipelines/cpu-demo and starting the runs")
     final_step_name = await demo.prepare()
     demo.comfy_url = url
     kind = "simulated ComfyUI" if simulated else "ComfyUI"
@@ -536,7 +572,7 @@ async def _run(demo: Demo, url: str, *, simulated: bool) -> DemoReport:
     scheduler = Scheduler(demo.sessions, [url], options.folder, rng=random.Random(options.seed),
                           tick_seconds=options.tick_seconds, on_event=demo.on_event)
     demo.scheduler = scheduler
-    demo.started = time.monotonic()
+    demo.phase = None
     with _logs_above(console) if demo.live else contextlib.nullcontext():
         await scheduler.start()
         try:
@@ -544,11 +580,17 @@ async def _run(demo: Demo, url: str, *, simulated: bool) -> DemoReport:
         finally:
             await scheduler.stop()
     seconds = time.monotonic() - demo.started
+    demo.starting("writing the contact sheets")
     await demo.write_sheets(final_step_name)
+    demo.phase = "done"
+    return DemoReport(demo.runs, options.folder, options.database_url, scheduler.jobs_done,
+                      seconds)
+
+
+def _print_report(demo: Demo, report: DemoReport) -> None:
+    console = demo.console
     console.print(demo.summary())
     for run in demo.runs:
         console.print(f"contact sheet of {run.label}: {run.sheet}", markup=False)
-    console.print(f"{scheduler.jobs_done} jobs in {seconds:.1f} s; database "
-                  f"{options.database_url}", markup=False)
-    return DemoReport(demo.runs, options.folder, options.database_url, scheduler.jobs_done,
-                      seconds)
+    console.print(f"{report.jobs_done} jobs in {report.seconds:.1f} s; database "
+                  f"{report.database_url}", markup=False)

@@ -47,6 +47,7 @@ from app.context import App  # noqa: E402
 from app.news import run_news  # noqa: E402
 from app.pairs import vote as cast_vote  # noqa: E402
 from app.refits import ratings_settled  # noqa: E402
+from bot.demo import tint  # noqa: E402
 from bot.news import show_news  # noqa: E402
 from bot.pairs import VoteButton, show_pairs  # noqa: E402
 from bot.render import encode, to_rgb  # noqa: E402
@@ -364,8 +365,9 @@ async def _simulate(sessions: SessionFactory, sim: SimulatedComfy, data_dir: Pat
     got.add("/pipeline list", "A private reply.", *asked.texts())
 
     asked = await call(Runs.start, runs, ask(None), pipeline="cpu-demo", name=RUN_NAME,
-                       prompt=PROMPT, n=3)
-    got.add("/run start", f"`/run start pipeline:cpu-demo name:{RUN_NAME} prompt:… n:3`, a "
+                       prompt=PROMPT, variables=f"tint={tint(PROMPT)}", n=3)
+    got.add("/run start", f"`/run start pipeline:cpu-demo name:{RUN_NAME} prompt:… "
+            f"variables:tint={tint(PROMPT)} n:3`, a "
             "public reply. The run's channel is created with it.", *asked.texts())
     async with sessions() as session:
         run_id = await run_for_channel(session, CHANNEL_ID)

@@ -16,7 +16,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import choix
 import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit
@@ -93,6 +92,8 @@ def fit_ratings(results: Iterable[tuple[int, int, int]]) -> StepRatings:
     wins = np.zeros((n + 1, n + 1))
     np.add.at(wins, (pairs[:, 0], pairs[:, 1]), table[:, 2])
     wins[:n, n] = wins[n, :n] = PRIOR_GAMES / 2  # the reference is item n
+    import choix  # here: it loads scipy.stats (a second), which no command needs to start
+
     params = choix.ilsr_pairwise_dense(wins, tol=_FIT_TOLERANCE, max_iter=_FIT_MAX_ITER)
     theta = params[:n] - params[n]
 

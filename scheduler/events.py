@@ -31,19 +31,33 @@ class SchedulerEvent:
 
 @dataclass
 class JobProgress:
-    """The job in flight on one worker, for `/status` and the demo's live view."""
+    """The job in flight on one worker, for `/status` and the demo's live view.
+
+    ComfyUI reports progress per node: every node goes from 0 of 1 to 1 of 1 as it starts and
+    ends (a sampler counts its steps in between). The job's share done is the mean over the
+    workflow's `nodes` of each node's own share, so the bar moves through a graph of image nodes
+    as through a sampler's steps.
+    """
 
     job_id: int
     run_id: int
     step: int
     worker: str
     started: float = field(default_factory=time.monotonic)
+    nodes: int = 0  # nodes in the submitted workflow; 0 when not known (a recovered job)
     node: str | None = None
     value: float = 0.0
     maximum: float = 0.0
+    done: dict[str, float] = field(default_factory=dict)  # node id -> its share done
+
+    def report(self, node: str, value: float, maximum: float) -> None:
+        self.node, self.value, self.maximum = node, value, maximum
+        self.done[node] = min(max(value / maximum, 0.0), 1.0) if maximum > 0 else 0.0
 
     @property
     def fraction(self) -> float:
+        if self.nodes:
+            return min(sum(self.done.values()) / max(self.nodes, len(self.done)), 1.0)
         return self.value / self.maximum if self.maximum else 0.0
 
 

@@ -500,7 +500,7 @@ class Scheduler:
             await self._fail(ctx, f"ComfyUI did not take the prompt: {err}", client.url)
             return
         jlog.info("submitted to %s as %s", client.url, prompt_id)
-        await self._follow(client, ctx, prompt_id)
+        await self._follow(client, ctx, prompt_id, nodes=len(payload))
 
     async def _upload_parent(self, client: ComfyClient, ctx: JobContext) -> str | None:
         """Named by a hash of its bytes, so that two installations sharing a ComfyUI never
@@ -524,18 +524,19 @@ class Scheduler:
                               f"is {what}; it is rejected as a parent", worker)
 
     async def _follow(
-        self, client: ComfyClient, ctx: JobContext, prompt_id: str, *, running: bool = False
+        self, client: ComfyClient, ctx: JobContext, prompt_id: str, *, running: bool = False,
+        nodes: int = 0,
     ) -> None:
         if running:
             async with self.sessions() as session, session.begin():
                 await mark_running(session, ctx.job_id)
-        progress = JobProgress(ctx.job_id, ctx.run_id, ctx.step, client.url)
+        progress = JobProgress(ctx.job_id, ctx.run_id, ctx.step, client.url, nodes=nodes)
         self.progress[client.url] = progress
         marked = running
 
         async def on_progress(node: str, value: float, maximum: float) -> None:
             nonlocal marked
-            progress.node, progress.value, progress.maximum = node, value, maximum
+            progress.report(node, value, maximum)
             if not marked:
                 marked = True
                 async with self.sessions() as session, session.begin():

@@ -5,10 +5,12 @@ side by side against a real 0.3.64: the same endpoints, websocket frames in the 
 same history, queue and error answers. A useful subset of core nodes really runs (with Pillow),
 so images differ by seed, prompt and step:
 
-    EmptyImage, LoadImage, ImageInvert, ImageBlur, ImageBlend, ImageScale, ImageScaleBy,
-    SaveImage, PreviewImage, SolidMask, GrowMask, MaskToImage; and for model workflows
-    CheckpointLoaderSimple, LoraLoader, VAELoader,
-    CLIPTextEncode, EmptyLatentImage, KSampler, VAEEncode, VAEDecode, which paint a
+    EmptyImage, LoadImage, ImageInvert, ImageAddNoise (seeded Gaussian noise), ImageBlur,
+    ImageQuantize, ImageSharpen, ImageBlend, ImageScale, ImageScaleBy, SaveImage, PreviewImage,
+    SolidMask, GrowMask, MaskToImage (the demo's image nodes declared as 0.3.64's /object_info
+    gives them; same sizes and statistics, not the same pixels as torch would give); and for
+    model workflows CheckpointLoaderSimple, LoraLoader, VAELoader, CLIPTextEncode,
+    EmptyLatentImage, KSampler, VAEEncode, VAEDecode, which paint a
     deterministic pattern from the seed and prompt text (img2img blends it over the encoded
     image by `denoise`), and UpscaleModelLoader with ImageUpscaleWithModel (a 2x resize).
 
@@ -34,8 +36,10 @@ What it does as ComfyUI does:
 - Validation follows execution.validate_prompt, including what raises: a link to a missing node
   or slot is `exception_during_validation` on the output node, or
   `exception_during_inner_validation` on the node whose check raised; widget values are
-  converted in place. A body ComfyUI cannot read (not JSON, or the wrong JSON shape where its
-  handler indexes it) answers aiohttp's plain-text 500, on POST /prompt, /queue and /history.
+  converted in place; a combo of a comfy_api node ("COMBO" type) takes any value, as there,
+  and its node fails when it runs. A body ComfyUI cannot read (not JSON, or the wrong JSON
+  shape where its handler indexes it) answers aiohttp's plain-text 500, on POST /prompt,
+  /queue and /history.
 - POST /queue sends a `status` frame per deleted prompt (two when the queue empties) and one
   per clear; a websocket's first `feature_flags` message is answered; and when an older socket
   of a reused client id closes, that id is unregistered, so the newer socket gets no frames.

@@ -1,4 +1,5 @@
-"""The pixel work of the simulated nodes: ComfyUI's blend and scale, and a painted 'generation'."""
+"""The pixel work of the simulated nodes: ComfyUI's blend, scale, noise, quantize and sharpen
+(same inputs and output sizes as ComfyUI's, not the same pixels), and a painted 'generation'."""
 from __future__ import annotations
 
 import random
@@ -6,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 RESAMPLE = {
     "nearest-exact": Image.Resampling.NEAREST,
@@ -34,10 +35,63 @@ def blend(first: Image.Image, second: Image.Image, factor: float, mode: str) -> 
         mixed = np.where(b <= 0.5, a - (1 - 2 * b) * a * (1 - a), a + (2 * b - 1) * (g - a))
     elif mode == "difference":
         mixed = a - b
-    else:
+    elif mode == "normal":
         mixed = b
+    else:
+        raise ValueError(f"Unsupported blend mode: {mode}")
     out = np.clip(a * (1 - factor) + mixed * factor, 0, 1)
     return Image.fromarray((out * 255).round().astype(np.uint8), "RGB")
+
+
+def add_noise(image: Image.Image, seed: int, strength: float, index: int = 0) -> Image.Image:
+    """ImageAddNoise: standard normal noise per pixel and channel, times strength, clipped to
+    the colour range; the seed decides the noise (ComfyUI draws it with torch, so the pixels
+    differ from a real server's, their statistics do not)."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    noise = np.random.default_rng([seed, index]).standard_normal(pixels.shape, np.float32)
+    out = np.clip(pixels + strength * noise, 0.0, 1.0)
+    return Image.fromarray((out * 255).astype(np.uint8), "RGB")
+
+
+def _bayer(order: int) -> np.ndarray:
+    """The order×order ordered-dither threshold map, values centred on 0 in (-0.5, 0.5)."""
+    matrix = np.zeros((1, 1))
+    while matrix.shape[0] < order:
+        matrix = np.block([[4 * matrix, 4 * matrix + 2], [4 * matrix + 3, 4 * matrix + 1]])
+    return (matrix + 0.5) / matrix.size - 0.5
+
+
+def quantize(image: Image.Image, colors: int, dither: str) -> Image.Image:
+    """ImageQuantize: a palette of at most `colors` chosen from the image (median cut, over a
+    reduced copy: a full-size cut takes a third of a second), each pixel mapped to it plainly,
+    by Floyd–Steinberg error diffusion, or by a Bayer threshold map ("bayer-N") spread over the
+    palette's spacing."""
+    if dither not in ("none", "floyd-steinberg") and not dither.startswith("bayer-"):
+        raise ValueError(f"Unsupported dither: {dither}")
+    rgb = image.convert("RGB")
+    sample = rgb.copy()
+    sample.thumbnail((96, 96), Image.Resampling.NEAREST)
+    palette = sample.quantize(colors=colors)
+    if dither.startswith("bayer-"):
+        order = int(dither.rsplit("-", 1)[1])
+        spread = 2 * 256 / max(len(palette.getpalette() or ()) // 3, 1)
+        tile = _bayer(order) * spread + 0.5
+        pixels = np.asarray(rgb, dtype=np.float32)
+        reps = (-(-pixels.shape[0] // order), -(-pixels.shape[1] // order))
+        offset = np.tile(tile, reps)[: pixels.shape[0], : pixels.shape[1], None]
+        rgb = Image.fromarray(np.clip(pixels + offset, 0, 255).astype(np.uint8), "RGB")
+    method = (Image.Dither.FLOYDSTEINBERG if dither == "floyd-steinberg"
+              else Image.Dither.NONE)
+    return rgb.quantize(palette=palette, dither=method).convert("RGB")
+
+
+def sharpen(image: Image.Image, radius: int, sigma: float, alpha: float) -> Image.Image:
+    """ImageSharpen: the image plus 10·alpha times its difference from a Gaussian blur of it
+    (sigma, within `radius`), clipped."""
+    if radius == 0:
+        return image.copy()
+    return image.convert("RGB").filter(ImageFilter.UnsharpMask(
+        radius=min(sigma, radius), percent=round(alpha * 1000), threshold=0))
 
 
 def scale(image: Image.Image, inputs: Mapping[str, Any]) -> Image.Image:

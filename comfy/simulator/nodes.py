@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from comfy.simulator.catalogue import Input, NodeContext, NodeType, Result, integer, node, number
-from comfy.simulator.imaging import RESAMPLE, blend, pattern, scale
+from comfy.simulator.imaging import RESAMPLE, add_noise, blend, pattern, quantize, scale, sharpen
 
 UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
 SAMPLERS = (
@@ -30,8 +30,13 @@ SCHEDULERS = (
     "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
     "linear_quadratic", "kl_optimal",
 )
+SAVE_PREFIX_TOOLTIP = (
+    "The prefix for the file to save. This may include formatting information such as "
+    "%date:yyyy-MM-dd% or %Empty Latent Image.width% to include values from nodes.")
 _IMAGE_HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
 _POST_PROCESSING = "comfy_extras.nodes_post_processing"
+_IMAGES = "comfy_extras.nodes_images"
+DITHERS = ("none", "floyd-steinberg", "bayer-2", "bayer-4", "bayer-8", "bayer-16")
 _UPSCALE_MODEL = "comfy_extras.nodes_upscale_model"
 
 
@@ -127,6 +132,41 @@ def _image_blur(context: NodeContext, inputs: dict[str, Any]) -> Result:
 
 
 @_core
+@node("ImageAddNoise", {
+    "image": Input("IMAGE"),
+    "seed": integer(0, 0, 0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                    tooltip="The random seed used for creating the noise."),
+    "strength": number(0.5, 0.0, 1.0, step=0.01),
+}, ("IMAGE",), "image", "ImageAddNoise", python_module=_IMAGES)
+def _image_add_noise(context: NodeContext, inputs: dict[str, Any]) -> Result:
+    """Gaussian noise per pixel and channel from the seed, scaled by strength, clipped."""
+    seed, strength = int(inputs["seed"]), float(inputs["strength"])
+    return ([add_noise(img, seed, strength, index) for index, img in
+             enumerate(inputs["image"])],), None
+
+
+@_core
+@node("ImageQuantize", {
+    "image": Input("IMAGE", {}), "colors": integer(256, 1, 256, step=1),
+    "dither": Input("COMBO", None, DITHERS),
+}, ("IMAGE",), "image/postprocessing", None, python_module=_POST_PROCESSING, v3=True)
+def _image_quantize(context: NodeContext, inputs: dict[str, Any]) -> Result:
+    colors, dither = int(inputs["colors"]), str(inputs["dither"])
+    return ([quantize(img, colors, dither) for img in inputs["image"]],), None
+
+
+@_core
+@node("ImageSharpen", {
+    "image": Input("IMAGE", {}), "sharpen_radius": integer(1, 1, 31, step=1),
+    "sigma": number(1.0, 0.1, 10.0, step=0.01), "alpha": number(1.0, 0.0, 5.0, step=0.01),
+}, ("IMAGE",), "image/postprocessing", None, python_module=_POST_PROCESSING, v3=True)
+def _image_sharpen(context: NodeContext, inputs: dict[str, Any]) -> Result:
+    radius, sigma = int(inputs["sharpen_radius"]), float(inputs["sigma"])
+    alpha = float(inputs["alpha"])
+    return ([sharpen(img, radius, sigma, alpha) for img in inputs["image"]],), None
+
+
+@_core
 @node("ImageBlend", {
     "image1": Input("IMAGE", {}), "image2": Input("IMAGE", {}),
     "blend_factor": number(0.5, 0.0, 1.0, step=0.01),
@@ -163,7 +203,7 @@ def _image_scale_by(context: NodeContext, inputs: dict[str, Any]) -> Result:
 @_core
 @node("SaveImage", {
     "images": Input("IMAGE", {"tooltip": "The images to save."}),
-    "filename_prefix": Input("STRING", {"default": "ComfyUI"}),
+    "filename_prefix": Input("STRING", {"default": "ComfyUI", "tooltip": SAVE_PREFIX_TOOLTIP}),
 }, (), "image", "Save Image", output_node=True, hidden=_IMAGE_HIDDEN,
     description="Saves the input images to your ComfyUI output directory.")
 def _save_image(context: NodeContext, inputs: dict[str, Any]) -> Result:

@@ -140,7 +140,7 @@ class Validator:
                         exception_type=type_name(err),
                         traceback=traceback.format_tb(err.__traceback__), linked_node=value)])
                 continue
-            problem = self._check_widget(prompt, inputs, name, spec, config)
+            problem = self._check_widget(prompt, inputs, name, spec, config, node_type.v3)
             if problem is not None:
                 errors.append(problem)
         result = (valid and not errors, errors)
@@ -149,9 +149,13 @@ class Validator:
 
     def _check_widget(
         self, prompt: dict[str, Any], inputs: dict[str, Any], name: str, spec: Input,
-        config: list[Any],
+        config: list[Any], v3: bool,
     ) -> dict[str, Any] | None:
-        """Convert the value in place (the queued prompt keeps it converted), then check it."""
+        """Convert the value in place (the queued prompt keeps it converted), then check it.
+
+        A comfy_api node's combo declares its type as "COMBO", not as the list of its values,
+        and ComfyUI checks only list-typed combos: any value passes, and the node fails when it
+        runs."""
         value = inputs[name]
         try:
             if isinstance(value, dict) and "__value__" in value:
@@ -178,7 +182,7 @@ class Validator:
             return error("value_bigger_than_max",
                          f"Value {value} bigger than max of {opts['max']}", name,
                          input_name=name, input_config=config, received_value=value)
-        if spec.kind != "COMBO":
+        if spec.kind != "COMBO" or v3:
             return None
         choices = self._choices(spec)
         if value in choices:

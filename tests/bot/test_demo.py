@@ -8,16 +8,19 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from rich.console import Console
 from sqlalchemy import select
 
 import bot.demo
 from bot.cli import main
-from bot.demo import DemoError, DemoOptions, run_demo
+from bot.demo import DemoError, DemoOptions, make_console, run_demo
 from comfy.simulator import SimulatedComfy
 from db.engine import create_engine, create_session_factory
 from db.models import PipelineRun
 from orchestration.runs import RunSettings
 from orchestration.states import RunStatus
+from scheduler.events import JobProgress
+from scheduler.process import Scheduler
 from tests.committed import create_run, import_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +50,9 @@ async def test_three_runs_reach_their_final_step(tmp_path, db_url):
         assert run.name in text and str(run.sheet) in text
     assert report.jobs_done == 30
     assert "summary" in text and "approved step 2, top 2" in text
+    assert text.splitlines()[0].endswith("upgrading the database…")  # at once, before any wait
+    # The voter's taste follows what the images show, so the runs' ratings differ.
+    assert len({round(run.best.elo, 1) for run in report.runs if run.best}) == 3
 
     engine = create_engine(db_url)
     async with create_session_factory(engine)() as s:
@@ -59,7 +65,8 @@ async def test_refuses_a_database_with_runs_it_did_not_start(tmp_path, db_url):
     engine = create_engine(db_url)
     async with create_session_factory(engine)() as s:
         await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
-        await create_run(s, "cpu-demo", "Real work", {}, RunSettings(), created_by="alice")
+        await create_run(s, "cpu-demo", "Real work", {"tint": 0x3366CC}, RunSettings(),
+                         created_by="alice")
     await engine.dispose()
     with pytest.raises(DemoError, match="did not start"):
         await run_demo(options(tmp_path, db_url), out=io.StringIO())
@@ -114,3 +121,48 @@ async def test_a_held_run_ends_the_demo_instead_of_hanging(tmp_path, db_url, mon
     [run] = report.runs
     assert run.held and "3 jobs in a row failed at step 1" in run.held
     assert "CUDA out of memory" in out.getvalue()
+
+
+async def test_the_live_view_fits_80_columns_one_line_per_run(tmp_path, db_url):
+    engine = create_engine(db_url)
+    demo = bot.demo.Demo(options(tmp_path, db_url), make_console(io.StringIO()),
+                         create_session_factory(engine))
+    width80 = Console(file=io.StringIO(), width=80, color_system=None)
+    starting = render(width80, demo.view())
+    assert "0 jobs done" in starting[0]
+    assert sum("starting…" in line for line in starting) == 3
+
+    demo.scheduler = Scheduler(demo.sessions, ["http://127.0.0.1:8188"], tmp_path)
+    demo.comfy_url = "http://127.0.0.1:8188"
+    for run_id, (name, _prompt) in enumerate(bot.demo.RUN_IDEAS, start=1):
+        run = bot.demo.DemoRun(run_id, name + " at the far end of a long name", "f", 3, 3,
+                               counts={1: 12, 2: 36, 3: 108}, votes=321, jobs_done=156,
+                               approvals={1: 3, 2: 3}, status="voting on step 3")
+        demo.runs.append(run)
+    running = JobProgress(1234, 2, 3, demo.comfy_url, nodes=6)
+    for node in ("1", "2", "3"):
+        running.report(node, 1.0, 1.0)
+    demo.scheduler.progress[demo.comfy_url] = running
+    lines = render(width80, demo.view())
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.split()[:1] in (["1"], ["2"], ["3"])]
+    assert len(rows) == 3  # one line per run, nothing wrapped
+    assert all(" 12 36 108 " in row and " 1, 2 " in row and " 321 " in row and " 156 " in row
+               for row in rows)
+    assert "━━━━━━━━ job 1234 → 3" in rows[1] and rows[0].rstrip().endswith("voting on step 3")
+    bar = bot.demo.Demo._now(demo.runs[1], [running]).spans
+    assert [(s.end - s.start, s.style) for s in bar[:2]] == [(4, "bar.complete"), (4, "bar.back")]
+    await engine.dispose()
+
+
+def render(console: Console, renderable) -> list[str]:
+    with console.capture() as captured:
+        console.print(renderable)
+    return captured.get().splitlines()
+
+
+def test_each_prompt_gets_a_tint_of_its_own():
+    tints = {bot.demo.tint(prompt) for _name, prompt in bot.demo.RUN_IDEAS}
+    assert len(tints) == len(bot.demo.RUN_IDEAS)
+    assert all(0 <= t <= 0xFFFFFF for t in tints)
+    assert bot.demo.tint("a lighthouse") == bot.demo.tint("a lighthouse")

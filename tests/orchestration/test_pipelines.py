@@ -148,7 +148,7 @@ async def test_parent_image_rules(session, tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "variables"),
-    [("cpu-demo", []), ("sdxl-refine-upscale", ["checkpoint", "negative_prompt", "prompt"])],
+    [("cpu-demo", ["tint"]), ("sdxl-refine-upscale", ["checkpoint", "negative_prompt", "prompt"])],
 )
 def test_shipped_examples_are_valid(name, variables):
     spec = load_pipeline_spec(REPO / "pipelines" / name)
