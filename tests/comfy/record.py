@@ -33,6 +33,7 @@ OBJECT_INFO_NODES = (
     "ImageBlend", "ImageScale", "ImageScaleBy", "CheckpointLoaderSimple", "CLIPTextEncode",
     "EmptyLatentImage", "KSampler", "VAEDecode", "VAEEncode", "LoraLoader", "VAELoader",
     "UpscaleModelLoader", "ImageUpscaleWithModel", "SolidMask", "GrowMask", "MaskToImage",
+    "ImageAddNoise", "ImageQuantize", "ImageSharpen",
 )
 
 
