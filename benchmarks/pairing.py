@@ -109,7 +109,7 @@ async def make_step(factory: SessionFactory, name: str, opts: Options) -> tuple[
     """A run whose step 2 holds n candidates and awaits approval (nothing else can grow)."""
     async with factory() as s:
         settings = RunSettings(max_children=opts.n, budget=opts.n + 1, top_k=opts.k)
-        run = (await create_run(s, "cpu-demo", name, {"tint": 0x3366CC}, settings)).run_id
+        run = (await create_run(s, "cpu-demo", name, {}, settings)).run_id
         parent = ImageCandidate(run_id=run, step=1, seed=0, image_path="base.png", advancing=True,
                                 child_slots=opts.n)
         s.add(parent)

@@ -53,8 +53,7 @@ async def once(wait_for_end: bool, seed: int) -> float:
     sessions = create_session_factory(engine)
     async with sessions() as session:
         await import_pipeline(session, PIPELINE)
-        await create_run(session, "cpu-demo", "bench", {"tint": 0x3366CC},
-                         RunSettings(max_children=1, budget=1))
+        await create_run(session, "cpu-demo", "bench", {}, RunSettings(max_children=1, budget=1))
         await session.commit()
     folder = Path(tempfile.mkdtemp(prefix="bench-restart-ingest-"))
 

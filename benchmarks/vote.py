@@ -42,8 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 async def setup(factory, tmp) -> tuple[int, list[int]]:
     async with factory() as s:
         await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
-        run = await create_run(s, "cpu-demo", "vote bench", {"tint": 0x3366CC},
-                               RunSettings(max_children=20))
+        run = await create_run(s, "cpu-demo", "vote bench", {}, RunSettings(max_children=20))
         rng = random.Random(0)
         for i in range(CANDIDATES):
             job = await claim_next_job(s, rng)

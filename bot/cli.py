@@ -116,7 +116,7 @@ async def cmd_pipeline_import(settings: Settings, args: argparse.Namespace) -> i
         f"{verb} pipeline “{result.name}” (#{result.pipeline_id}), "
         f"{len(result.steps)} steps: {' → '.join(result.steps)}"
     )
-    print(f"run variables it needs: {', '.join(result.variables) or 'none'}")
+    print(f"run variables: {result.variables_text}")
     for warning in result.warnings:
         print(f"warning: {warning}")
     if args.check:
@@ -131,8 +131,7 @@ async def cmd_pipeline_list(settings: Settings, _args: argparse.Namespace) -> No
     if not pipelines:
         print("no pipelines yet: comfy-curator pipeline import pipelines/cpu-demo")
     for p in pipelines:
-        variables = ", ".join(p.variables) or "none"
-        print(f"#{p.id} {p.name}: {' → '.join(p.steps)} (variables: {variables})")
+        print(f"#{p.id} {p.name}: {' → '.join(p.steps)} (variables: {p.variables_text})")
 
 
 async def cmd_pipeline_delete(settings: Settings, args: argparse.Namespace) -> None:

@@ -95,7 +95,7 @@ class Pipelines(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         pipelines = await list_pipelines(self.bot.app)
         lines = [
-            f"**{p.name}**: {' → '.join(p.steps)} (variables: {', '.join(p.variables) or 'none'})"
+            f"**{p.name}**: {' → '.join(p.steps)} (variables: {p.variables_text})"
             for p in pipelines
         ]
         await interaction.followup.send(
@@ -124,7 +124,7 @@ class Pipelines(commands.Cog):
         warnings = "".join(f"\n⚠️ {w}" for w in result.warnings)
         text = (
             f"{verb} **{result.name}**: {' → '.join(result.steps)}; run variables: "
-            f"{', '.join(result.variables) or 'none'}.{warnings}"
+            f"{result.variables_text}.{warnings}"
         )
         await interaction.followup.send(clip(text, MESSAGE_MAX), ephemeral=True)
 

@@ -61,6 +61,8 @@ class Pipeline(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Run variables' defaults from pipeline.yaml: a run takes them where /run start is silent.
+    defaults: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
     steps: Mapped[list[PipelineStep]] = relationship(
         back_populates="pipeline", lazy="raise", order_by="PipelineStep.position"

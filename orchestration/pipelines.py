@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,10 +50,16 @@ class PipelineSpec:
     source: str
     steps: list[StepSpec]
     warnings: list[str] = field(default_factory=list)
+    defaults: dict[str, Any] = field(default_factory=dict)  # run variables' defaults
 
     @property
     def variables(self) -> list[str]:
         return sorted({v for s in self.steps for v in s.variables})
+
+
+def variables_text(variables: Iterable[str], defaults: Mapping[str, Any]) -> str:
+    """`checkpoint, tint=3368652`: each run variable, with its default where it has one."""
+    return ", ".join(f"{v}={defaults[v]}" if v in defaults else v for v in variables) or "none"
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ class ImportResult:
     variables: list[str]
     created: bool  # False when the same pipeline was already imported
     warnings: list[str] = field(default_factory=list)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variables_text(self) -> str:
+        return variables_text(self.variables, self.defaults)
 
 
 def _step_name_from_file(path: Path) -> str:
@@ -155,10 +166,7 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
             f"the pipeline's name {quoted(name)} has {len(name)} characters; "
             f"give it a name of 1 to {NAME_MAX}"
         )
-    declared = data.get("variables") or []
-    if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
-        raise PipelineFileError("'variables' must be a list of the run variables the "
-                                "workflows use, e.g. [checkpoint, style]")
+    declared, defaults = _declared_variables(data.get("variables"))
     steps: list[StepSpec] = []
     warnings: list[str] = []
     named: dict[str, int] = {}
@@ -212,7 +220,26 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
                 source=str(file),
             )
         )
-    return PipelineSpec(name, str(data.get("description") or ""), str(path), steps, warnings)
+    return PipelineSpec(name, str(data.get("description") or ""), str(path), steps, warnings,
+                        defaults)
+
+
+def _declared_variables(value: Any) -> tuple[list[str], dict[str, Any]]:
+    """`variables:` names the run variables of the pipeline's own, as a list, or as a mapping
+    of each to its default (None: no default)."""
+    if value is None:
+        return [], {}
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value), {}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        for key, default in value.items():
+            if default is not None and not isinstance(default, str | int | float | bool):
+                raise PipelineFileError(
+                    f"the default of '{key}' must be text, a number or true/false, not "
+                    f"{default!r}")
+        return list(value), {k: v for k, v in value.items() if v is not None}
+    raise PipelineFileError("'variables' must list the run variables the workflows use, e.g. "
+                            "[checkpoint, style], or give each a default, e.g. {style: noir}")
 
 
 KNOWN_VARIABLES = (*RUN_START_VARIABLES, *SYSTEM_ORDER)
@@ -248,9 +275,8 @@ def placeholder_warnings(
 
 
 def _same(pipeline: Pipeline, spec: PipelineSpec) -> bool:
-    return [(s.name, s.workflow) for s in pipeline.steps] == [
-        (s.name, s.workflow) for s in spec.steps
-    ]
+    return pipeline.defaults == spec.defaults and [
+        (s.name, s.workflow) for s in pipeline.steps] == [(s.name, s.workflow) for s in spec.steps]
 
 
 async def store_pipeline(session: AsyncSession, spec: PipelineSpec) -> ImportResult:
@@ -261,14 +287,16 @@ async def store_pipeline(session: AsyncSession, spec: PipelineSpec) -> ImportRes
     if existing is not None:
         if _same(existing, spec):
             return ImportResult(
-                existing.id, existing.name, names, spec.variables, False, spec.warnings
+                existing.id, existing.name, names, spec.variables, False, spec.warnings,
+                spec.defaults,
             )
         raise Conflict(
             f"A different pipeline named “{spec.name}” is already imported (#{existing.id}). "
             "Runs keep using the workflows they started with, so give the new version "
             "another name (the 'name:' in pipeline.yaml)."
         )
-    pipeline = Pipeline(name=spec.name, description=spec.description, source=spec.source)
+    pipeline = Pipeline(name=spec.name, description=spec.description, source=spec.source,
+                        defaults=spec.defaults)
     session.add(pipeline)
     await session.flush()
     for s in spec.steps:
@@ -283,7 +311,8 @@ async def store_pipeline(session: AsyncSession, spec: PipelineSpec) -> ImportRes
             )
         )
     await session.flush()
-    return ImportResult(pipeline.id, pipeline.name, names, spec.variables, True, spec.warnings)
+    return ImportResult(pipeline.id, pipeline.name, names, spec.variables, True, spec.warnings,
+                        spec.defaults)
 
 
 async def import_pipeline(session: AsyncSession, path: Path) -> ImportResult:
@@ -299,6 +328,11 @@ class PipelineSummary:
     description: str
     steps: list[str]
     variables: list[str]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variables_text(self) -> str:
+        return variables_text(self.variables, self.defaults)
 
 
 async def list_pipelines(session: AsyncSession) -> list[PipelineSummary]:
@@ -312,6 +346,7 @@ async def list_pipelines(session: AsyncSession) -> list[PipelineSummary]:
             p.description,
             [s.name for s in p.steps],
             sorted({v for s in p.steps for v in s.variables}),
+            dict(p.defaults),
         )
         for p in pipelines
     ]

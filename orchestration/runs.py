@@ -133,7 +133,7 @@ async def create_run(
     found = await find_pipeline(session, pipeline)
     if not found.steps:
         raise InvalidInput(f"Pipeline “{found.name}” has no steps.")
-    values = {k: v for k, v in variables.items() if v is not None}
+    values = {**found.defaults, **{k: v for k, v in variables.items() if v is not None}}
     needed = required_variables(found)
     missing = sorted(n for n in needed if n not in values and n not in OPTIONAL_VARIABLES)
     if missing:

@@ -93,8 +93,7 @@ def test_export_votes_writes_one_json_line_per_vote(env, capsys):
         engine = create_engine(f"sqlite+aiosqlite:///{env}/cli.db")
         try:
             async with create_session_factory(engine)() as s:
-                run = await make_run(s, "cpu-demo", variables={"prompt": "a red fox",
-                                                                "tint": 0x3366CC})
+                run = await make_run(s, "cpu-demo", variables={"prompt": "a red fox"})
                 ids = [await add_candidate(s, run, 1) for _ in range(3)]
                 await record_vote(s, run, ids[0], ids[1], "111")
                 await record_vote(s, run, ids[2], ids[0], "222")

@@ -51,7 +51,7 @@ def a_run_with_images(env: Path, name: str, images: int, *, leave_pending: bool 
 
     async def work(s) -> int:
         run = await make_run(s, "cpu-demo", name, RunSettings(max_children=images),
-                             {"prompt": "a fox", "tint": 0x3366CC})
+                             {"prompt": "a fox"})
         folder = (await s.get(PipelineRun, run)).folder
         rng = random.Random(run)
         for made in range(images + leave_pending):

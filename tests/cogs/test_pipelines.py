@@ -41,7 +41,7 @@ async def test_import_a_zipped_folder_then_list(session_factory, tmp_path):
     assert "Imported **cpu-demo**: base → refine → upscale" in replies(interaction)[-1]
     listing = fake_interaction(cog.bot)
     await invoke(Pipelines.list_, cog, listing)
-    assert replies(listing) == ["**cpu-demo**: base → refine → upscale (variables: tint)"]
+    assert replies(listing) == ["**cpu-demo**: base → refine → upscale (variables: tint=3368652)"]
 
 
 async def test_import_refusals(session_factory, tmp_path):

@@ -260,5 +260,32 @@ async def test_a_declared_variable_is_not_warned_about(session, tmp_path):
     result = await import_pipeline(session, folder)
     assert result.warnings == [] and result.variables == ["prompt", "style"]
     yaml_file.write_text(yaml_file.read_text().replace("[style]", "style"))
-    with pytest.raises(PipelineFileError, match="'variables' must be a list"):
+    with pytest.raises(PipelineFileError, match="'variables' must list"):
+        load_pipeline_spec(folder)
+
+
+async def test_a_declared_variable_may_have_a_default_a_run_can_override(session, tmp_path):
+    from orchestration.runs import RunSettings
+    from tests.committed import create_run
+
+    folder = write_pipeline(tmp_path / "p", steps=1, name="styled")
+    (folder / "step1.json").write_text(json.dumps(base_workflow("{{prompt}}, {{style}}")))
+    yaml_file = folder / "pipeline.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace(
+        "steps:", "variables:\n  style: soft light\n  unused: 3\nsteps:"))
+    result = await import_pipeline(session, folder)
+    assert result.warnings == [] and result.variables == ["prompt", "style"]
+    [listed] = await list_pipelines(session)
+    assert listed.defaults == {"style": "soft light", "unused": 3}
+    plain = await create_run(session, "styled", "plain", {"prompt": "a cat"}, RunSettings())
+    own = await create_run(session, "styled", "own", {"prompt": "a cat", "style": "noir"},
+                           RunSettings())
+    assert plain.variables == {"prompt": "a cat", "style": "soft light", "unused": 3}
+    assert own.variables["style"] == "noir"
+
+    yaml_file.write_text(yaml_file.read_text().replace("soft light", "hard light"))
+    with pytest.raises(Conflict, match="A different pipeline named “styled”"):
+        await import_pipeline(session, folder)
+    yaml_file.write_text(yaml_file.read_text().replace("hard light", "[1, 2]"))
+    with pytest.raises(PipelineFileError, match="default of 'style' must be"):
         load_pipeline_spec(folder)

@@ -27,7 +27,6 @@ from orchestration.states import IN_FLIGHT, JobStatus
 from tests.committed import create_run, import_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
-TINT = {"tint": 0x3366CC}  # cpu-demo's run variable
 SCHEDULER_KILLS = 14
 COMFY_KILLS_AFTER = {3, 8, 11}  # after these scheduler starts, ComfyUI is killed mid-job too
 PROMPT_SECONDS = 0.6
@@ -97,9 +96,9 @@ async def set_up(db_url: str) -> tuple[int, int]:
     engine = create_engine(db_url)
     async with create_session_factory(engine)() as s:
         await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
-        tight = await create_run(s, "cpu-demo", "tight", TINT,
+        tight = await create_run(s, "cpu-demo", "tight", {},
                                  RunSettings(max_children=3, budget=8))
-        wide = await create_run(s, "cpu-demo", "wide", TINT, RunSettings(max_children=2))
+        wide = await create_run(s, "cpu-demo", "wide", {}, RunSettings(max_children=2))
     await engine.dispose()
     return tight.run_id, wide.run_id
 

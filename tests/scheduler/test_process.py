@@ -26,7 +26,6 @@ from tests.comfy.conftest import load_trace
 from tests.committed import approve_step, create_run, import_pipeline, resume_run
 
 REPO = Path(__file__).resolve().parents[2]
-TINT = {"tint": 0x3366CC}  # cpu-demo's run variable
 FAST = {"retry_attempts": 2, "retry_wait": 0.01, "retry_max_wait": 0.02,
         "request_timeout": 5.0, "connect_timeout": 1.0, "poll_interval": 0.05,
         "idle_poll_interval": 1.0, "history_grace": 1.0}
@@ -75,7 +74,7 @@ async def start_runs(factory, names, settings=None) -> list[int]:
     async with factory() as s:
         await import_pipeline(s, REPO / "pipelines" / "cpu-demo")
         return [
-            (await create_run(s, "cpu-demo", n, TINT,
+            (await create_run(s, "cpu-demo", n, {},
                               settings or RunSettings(max_children=2))).run_id
             for n in names
         ]

@@ -75,7 +75,6 @@ async def test_a_whole_curation_by_taps(session_factory, tmp_path):
 
         started = fake_interaction(bot, user=curator)  # the longest name, for Discord's limits
         await invoke(Runs.start, runs, started, pipeline="cpu-demo", name="Sofa " * 20, prompt="",
-                     variables="tint=3368652",
                      n=3)
         [channel] = created_channels(started)
         bot.get_channel = {channel.id: channel}.get  # type: ignore[method-assign]
