@@ -70,6 +70,7 @@ class Replay:
             web.get("/queue", self.queue),
             web.post("/queue", self.post_queue),
             web.post("/interrupt", self.interrupt),
+            web.post("/history", self.post_history),
             web.get("/view", self.view),
             web.post("/upload/image", self.upload),
             web.get("/system_stats", self.system_stats),
@@ -145,6 +146,10 @@ class Replay:
         body = await request.json()
         self.requests.append(("POST", "/queue", body))
         self.pending = [pid for pid in self.pending if pid not in body.get("delete", [])]
+        return web.Response(status=self.trace.get("delete_status", 200))
+
+    async def post_history(self, request: web.Request) -> web.Response:
+        self.requests.append(("POST", "/history", await request.json()))
         return web.Response(status=self.trace.get("delete_status", 200))
 
     async def interrupt(self, request: web.Request) -> web.Response:
@@ -281,6 +286,17 @@ async def test_09_text_that_is_no_number_is_one_readable_line() -> None:
         with pytest.raises(ComfyRejected) as caught:
             await client.submit(case["sent"])
     assert str(caught.value) == "node 1 SolidMask: width '7.5' is not a whole number (INT)"
+
+
+async def test_10_history_entries_are_deleted_by_id() -> None:
+    trace = load_trace("10_history_delete.json")
+    async with replaying(trace) as (replay, client):
+        await client.delete_history([trace["deleted"], "no-such-prompt"])
+        await client.delete_history([])  # nothing to ask
+    assert [r for r in replay.requests if r[1] == "/history"] == [
+        ("POST", "/history", {"delete": [trace["deleted"], "no-such-prompt"]})]
+    assert trace["history_deleted"] == {} and trace["history_kept_outputs"]
+    assert all(view["status"] == 200 for view in trace["view_after_delete"])  # files stay
 
 
 async def test_06_runtime_error_is_one_readable_line() -> None:

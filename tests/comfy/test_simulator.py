@@ -1070,8 +1070,13 @@ async def test_post_history_deletes_and_clears_entries_like_comfyui(sim: Simulat
             async with http.post(f"{sim.url}{path}", json=body) as resp:
                 return resp.status, await resp.read()
 
-        assert await post("/history", {"delete": [ids[0], "no-such-prompt"]}) == (200, b"")
-        assert (await get_json(http, f"{sim.url}/history/{ids[0]}")) == (200, {})
+        recorded = load_trace("10_history_delete.json")
+        assert await post("/history", {"delete": [ids[0], "no-such-prompt"]}) == (
+            recorded["delete_status"], b"")
+        assert recorded["delete_response"] is None  # no body
+        assert (await get_json(http, f"{sim.url}/history/{ids[0]}")) == (
+            200, recorded["history_deleted"])
+        assert (await post("/history", {"nothing": True}))[0] == recorded["unknown_key_status"]
         assert set((await get_json(http, f"{sim.url}/history"))[1]) == set(ids[1:])
         assert await post("/history", {"clear": False, "delete": []}) == (200, b"")
         assert await post("/history", {}) == (200, b"")
