@@ -19,6 +19,7 @@ import colorsys
 import contextlib
 import hashlib
 import itertools
+import json
 import logging
 import random
 import sys
@@ -41,7 +42,7 @@ from app.approvals import approve
 from app.context import App, RunRef
 from app.overview import gallery
 from app.pairs import answer, offer_pair
-from app.pipelines import import_pipeline
+from app.pipelines import store_pipeline
 from app.refits import ratings_settled
 from app.runs import complete_run, run_state, start_run
 from bot.config import ConfigError, Settings
@@ -51,9 +52,10 @@ from comfy.errors import ComfyError, ComfyUnavailable
 from comfy.simulator import SimulatedComfy
 from db.engine import SessionFactory, create_engine, create_session_factory
 from db.migrate import upgrade_database
-from orchestration.errors import DuplicateVote
+from orchestration.errors import Conflict, DuplicateVote
 from orchestration.overview import GalleryItem
 from orchestration.pair_posts import Action, PairSide
+from orchestration.pipelines import PipelineSpec, load_pipeline_spec
 from orchestration.runs import RunSettings, get_run
 from orchestration.selection import runs_in_rotation
 from orchestration.states import CandidateStatus
@@ -237,6 +239,13 @@ class Voter:
 # -- the demo ------------------------------------------------------------------------------------
 
 
+def _versioned(spec: PipelineSpec) -> PipelineSpec:
+    """The spec under a name that says which version of its workflows it is."""
+    content = [[[step.name, step.workflow] for step in spec.steps], spec.defaults]
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
+    return replace(spec, name=f"{spec.name}-{digest}")
+
+
 class Demo:
     """Drives runs to their end: votes and approvals while the scheduler keeps ComfyUI busy."""
 
@@ -262,7 +271,13 @@ class Demo:
 
     async def prepare(self) -> str:
         """Import the pipeline, retire leftovers of an interrupted demo, start the runs."""
-        imported = await import_pipeline(self.app, PIPELINE_DIR)
+        spec = await asyncio.to_thread(load_pipeline_spec, PIPELINE_DIR)
+        try:
+            imported = await store_pipeline(self.app, spec)
+        except Conflict:  # an earlier version's demo stored another cpu-demo: it stays theirs
+            imported = await store_pipeline(self.app, _versioned(spec))
+            self._note(f"this version's pipeline is stored as “{imported.name}”: the demo's "
+                       f"database holds an earlier “{spec.name}”")
         await self._retire_leftovers()
         settings = self.options.run_settings
         for index in range(self.options.runs):

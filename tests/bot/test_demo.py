@@ -72,6 +72,23 @@ async def test_refuses_a_database_with_runs_it_did_not_start(tmp_path, db_url):
         await run_demo(options(tmp_path, db_url), out=io.StringIO())
 
 
+async def test_a_demo_database_with_an_older_cpu_demo_takes_the_new_one(tmp_path, db_url):
+    """After an upgrade the shipped pipeline differs from the one an earlier demo stored."""
+    import shutil
+
+    older = tmp_path / "older"
+    shutil.copytree(REPO / "pipelines" / "cpu-demo", older)
+    yaml_file = older / "pipeline.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace("3368652", "255"))
+    engine = create_engine(db_url)
+    async with create_session_factory(engine)() as s:
+        await import_pipeline(s, older)
+    await engine.dispose()
+    report = await run_demo(options(tmp_path, db_url, runs=1, votes_per_candidate=1),
+                            out=io.StringIO())
+    assert [run.counts[1] for run in report.runs] == [2]
+
+
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no stray .env from the repo
