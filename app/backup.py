@@ -31,11 +31,6 @@ class Backup:
 
 def database_file(url: str) -> Path:
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        raise InvalidInput(
-            f"db backup copies SQLite files; DATABASE_URL is a {parsed.get_backend_name()} "
-            "database: back it up with its own tool (pg_dump for PostgreSQL)."
-        )
     if parsed.database in (None, "", ":memory:"):
         raise InvalidInput("DATABASE_URL is an in-memory SQLite database: no file to copy.")
     source = Path(parsed.database).expanduser()

@@ -63,12 +63,22 @@ class Settings(BaseSettings):
         if not value:
             return value
         try:
-            make_url(value)
+            url = make_url(value)
         except ArgumentError:
             raise ValueError(
-                "it is not a database URL; e.g. sqlite+aiosqlite:///data/comfy-curator.db or "
-                "postgresql+asyncpg://user:password@host/name"
+                "it is not a database URL; e.g. sqlite+aiosqlite:///data/comfy-curator.db, or "
+                "leave it out for a SQLite file under DATA_DIR"
             ) from None
+        backend = url.get_backend_name()
+        if backend != "sqlite":
+            raise ValueError(
+                f"{backend} is not supported: the bot keeps its data in SQLite "
+                "(sqlite+aiosqlite:///path/to/file.db, or leave DATABASE_URL out for a file "
+                "under DATA_DIR)"
+            )
+        if url.get_driver_name() != "aiosqlite":
+            raise ValueError(f"the bot reads SQLite through aiosqlite: write "
+                             f"{url.set(drivername='sqlite+aiosqlite').render_as_string()}")
         return value
 
     @model_validator(mode="after")

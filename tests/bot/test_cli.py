@@ -258,8 +258,6 @@ def test_backup_refusals_are_one_clear_line(env, monkeypatch, capsys):
     (env / "notes.txt").write_text("not a database, " * 512)
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{env / 'notes.txt'}")
     assert "could not be copied as a SQLite database" in refused(str(env / "copy.db"))
-    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot@localhost/curator")
-    assert "pg_dump" in refused(str(env / "copy.db"))
     assert not [p.name for p in env.iterdir() if "copy.db" in p.name]  # nor a part of one
 
 
@@ -306,6 +304,20 @@ def test_every_invalid_setting_is_named_in_one_line(env, monkeypatch, capsys):
     assert "LOG_LEVEL is not valid" in err and "DEBUG, INFO, WARNING, ERROR" in err
     assert "DATABASE_URL is not valid" in err and "sqlite+aiosqlite:///" in err
     assert "TOP_K is not valid" in err
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("postgresql+asyncpg://bot@localhost/curator", "postgresql is not supported"),
+    ("mysql+aiomysql://bot@localhost/curator", "mysql is not supported"),
+    ("sqlite:///data/curator.db", "write sqlite+aiosqlite:///data/curator.db"),
+])
+def test_a_database_the_bot_cannot_use_is_one_line(env, monkeypatch, capsys, url, words):
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "DATABASE_URL is not valid" in err and words in err
+    assert list(env.iterdir()) == []
 
 
 def test_a_misspelt_setting_is_warned_about(env, capsys):
