@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         backend = url.get_backend_name()
         if backend != "sqlite":
             raise ValueError(
-                f"{backend} is not supported: the bot keeps its data in SQLite "
+                f"{backend} is not supported yet: the bot keeps its data in SQLite "
                 "(sqlite+aiosqlite:///path/to/file.db, or leave DATABASE_URL out for a file "
                 "under DATA_DIR)"
             )
