@@ -24,7 +24,7 @@ from db.models import (
     PipelineStep,
     Vote,
 )
-from orchestration.errors import Conflict
+from orchestration.errors import Conflict, NotFound
 from orchestration.runs import find_pipeline, get_run
 from orchestration.states import IN_FLIGHT, JobStatus, RunStatus
 from orchestration.text import plural, quoted
@@ -191,7 +191,11 @@ def _runs_named(runs: Sequence[tuple[int, str]], limit: int = 5) -> str:
 
 async def delete_pipeline(session: AsyncSession, name_or_id: str | int) -> PipelineDeleted:
     """Delete a pipeline and its steps; refused while any run uses it, naming the runs."""
-    pipeline = await find_pipeline(session, name_or_id)
+    try:
+        pipeline = await find_pipeline(session, name_or_id)
+    except NotFound:
+        raise NotFound(f"There is no pipeline {quoted(str(name_or_id))}: nothing was deleted "
+                       "(pipeline list shows the ones imported).") from None
     runs = (await session.execute(
         select(PipelineRun.id, PipelineRun.name)
         .where(PipelineRun.pipeline_id == pipeline.id).order_by(PipelineRun.id)

@@ -226,5 +226,7 @@ async def test_a_pipeline_a_run_uses_is_refused_naming_the_runs(session, tmp_pat
     assert (done.name, done.steps) == ("test-pipeline", 3)
     assert await session.scalar(select(func.count()).select_from(Pipeline)) == 0
     assert await session.scalar(select(func.count()).select_from(PipelineStep)) == 0
-    with pytest.raises(NotFound, match="There is no pipeline “test-pipeline”"):
+    with pytest.raises(NotFound) as gone:
         await drop(session, "test-pipeline")
+    assert str(gone.value) == ("There is no pipeline “test-pipeline”: nothing was deleted "
+                               "(pipeline list shows the ones imported).")
