@@ -10,6 +10,7 @@ anything is sent, and one that cannot be is one readable line.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ TYPED = ("INT", "FLOAT", "BOOLEAN")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 _TAKES = {"INT": "a whole number", "FLOAT": "a number", "BOOLEAN": "true or false"}
+_COLOUR = re.compile(r"(?:#|0[xX])([0-9a-fA-F]{6})")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class InputKind:
     kind: str  # INT, FLOAT or BOOLEAN
     minimum: float | None = None
     maximum: float | None = None
+    colour: bool = False  # an INT shown as a colour picker: "#cc0000" is a value for it
 
 
 def input_kind(spec: Any) -> InputKind | None:
@@ -43,12 +46,15 @@ def input_kind(spec: Any) -> InputKind | None:
         value = opts.get(key)
         return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
-    return InputKind(str(spec[0]), limit("min"), limit("max"))
+    return InputKind(str(spec[0]), limit("min"), limit("max"), opts.get("display") == "color")
 
 
-def _convert(text: str, kind: str) -> Any:
+def _convert(text: str, kind: str, colour: bool = False) -> Any:
     """The value `text` stands for as `kind`; ValueError when it stands for none."""
     word = text.strip()
+    written = _COLOUR.fullmatch(word) if colour else None
+    if written:
+        return int(written[1], 16)
     if kind == "BOOLEAN":
         if word.lower() in _TRUE:
             return True
@@ -98,9 +104,10 @@ def typed_values(
             where = f"{step}: {name}={text.strip()}, but {node['class_type']} (#{node_id}) " \
                     f"{input_name} takes"
             try:
-                value = _convert(text, spec.kind)
+                value = _convert(text, spec.kind, spec.colour)
             except ValueError:
-                problems.add(f"{where} {_TAKES[spec.kind]}")
+                takes = "a colour (#rrggbb or a whole number)" if spec.colour else _TAKES[spec.kind]
+                problems.add(f"{where} {takes}")
                 continue
             outside = _fits(value, spec)
             if outside is not None:

@@ -193,3 +193,16 @@ def test_the_check_at_run_start_names_a_value_of_the_wrong_type() -> None:
     problems = check_steps([step], {"steps": "many", "cfg": "7", "tapered": "no",
                                     "prompt": "x"}, recorded_caps())
     assert problems == ["step 1 (base): steps=many, but KSampler (#3) steps takes a whole number"]
+
+
+def test_a_colour_input_takes_a_colour_as_people_write_it() -> None:
+    workflow = {"1": {"class_type": "EmptyImage", "inputs": {
+        "width": "{{size}}", "height": 8, "batch_size": 1, "color": "{{tint}}"}}}
+    kinds = recorded_caps().kinds
+    for written in ("#cc0000", "0xCC0000", "13369344"):
+        typed, problems = typed_values(workflow, {"tint": written, "size": "8"}, kinds, "s")
+        assert (typed["tint"], problems) == (0xCC0000, []), written
+    _, problems = typed_values(workflow, {"tint": "#cc00", "size": "0x10"}, kinds, "s")
+    assert problems == ["s: size=0x10, but EmptyImage (#1) width takes a whole number",
+                        "s: tint=#cc00, but EmptyImage (#1) color takes a colour "
+                        "(#rrggbb or a whole number)"]
