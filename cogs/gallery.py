@@ -33,7 +33,7 @@ from orchestration.overview import (
     GalleryPage,
 )
 from orchestration.states import CandidateStatus
-from orchestration.text import caption, plural
+from orchestration.text import caption, person, plural
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ def detail_text(detail: CandidateDetail) -> str:
     line = " → ".join(
         f"step {g.step} #{g.id} (seed {g.seed}, Elo {g.elo:.0f})" for g in detail.chain
     )
-    return f"{head}\nLineage: {line}"
+    rejected = f"\nRejected by {person(detail.rejected_by)}." if detail.rejected_by else ""
+    return f"{head}{rejected}\nLineage: {line}"
 
 
 def full_size(path: Path, max_bytes: int) -> tuple[bytes, str]:

@@ -300,6 +300,7 @@ class CandidateDetail:
     seed: int
     image_path: str
     lineage: list[LineageItem]  # its ancestors, step 1 first, ending with its parent
+    rejected_by: str | None = None  # a person's id, or the scheduler's reason
 
     @property
     def chain(self) -> list[LineageItem]:
@@ -319,7 +320,8 @@ async def candidate_detail(
     row = (
         await session.execute(
             select(
-                c.run_id, c.step, c.elo, c.votes, c.status, c.advancing, c.seed, c.image_path
+                c.run_id, c.step, c.elo, c.votes, c.status, c.advancing, c.seed, c.image_path,
+                c.rejected_by,
             ).where(c.id == candidate_id)
         )
     ).one_or_none()
@@ -346,6 +348,7 @@ async def candidate_detail(
         row.seed,
         row.image_path,
         await _ancestors(session, candidate_id),
+        row.rejected_by if row.status is CandidateStatus.rejected else None,
     )
 
 

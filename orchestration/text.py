@@ -40,9 +40,14 @@ def clip(text: str, limit: int) -> str:
 
 
 def person(by: str) -> str:
-    """Who did something, as Discord shows it: a user id becomes a mention; other names
-    (the demo, the command line) stay as they are."""
+    """Who did something, as Discord shows it: a user id becomes a mention, the scheduler
+    "the scheduler: <why>"; other names (the demo, the command line) stay as they are."""
+    if by.startswith(SCHEDULER):
+        return f"the {by}"
     return f"<@{by}>" if by.isdigit() else by
+
+
+SCHEDULER = "scheduler: "  # how the scheduler signs what it did, with its reason after
 
 
 def byte_size(count: int) -> str:

@@ -68,6 +68,7 @@ from orchestration.runs import (
     problem_lines,
 )
 from orchestration.states import HoldKind, JobStatus, RunStatus
+from orchestration.text import SCHEDULER
 from orchestration.workers import worker_client_id
 from scheduler.events import EventHandler, JobProgress, SchedulerEvent
 from scheduler.parents import ParentUnreadable, read_parent
@@ -519,7 +520,7 @@ class Scheduler:
             "parent #%d rejected: its image file %s is %s", ctx.parent_id, ctx.parent_path, what)
         async with self.sessions() as session, session.begin():
             await reject_unreadable_parent(session, ctx.parent_id,
-                                           f"scheduler: image file {what}")
+                                           f"{SCHEDULER}image file {what}")
         await self._fail(ctx, f"the image file of parent #{ctx.parent_id} ({ctx.parent_path}) "
                               f"is {what}; it is rejected as a parent", worker)
 

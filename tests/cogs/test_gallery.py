@@ -253,6 +253,22 @@ async def test_a_missing_image_is_said_plainly(session_factory, tmp_path):
     assert kwargs == {"ephemeral": True}
 
 
+async def test_a_rejected_candidate_says_who_rejected_it(session_factory, tmp_path):
+    from orchestration.jobs import reject_unreadable_parent
+
+    data = tmp_path / "data"
+    run, (root, middle, _) = await family(session_factory, data)
+    async with session_factory() as s:
+        await reject_candidate(s, run, middle, "4242")
+        await reject_unreadable_parent(s, root, "scheduler: image file is not an image")
+        await s.commit()
+    bot = make_bot(session_factory, data)
+    by_person, _ = sent(await choose(bot, select_id(run), middle))
+    by_bot, _ = sent(await choose(bot, select_id(run), root))
+    assert "✕ rejected" in by_person and "Rejected by <@4242>." in by_person
+    assert "Rejected by the scheduler: image file is not an image." in by_bot
+
+
 async def test_an_unexpected_failure_is_logged_and_answered(
     session_factory, tmp_path, caplog, monkeypatch
 ):
