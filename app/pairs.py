@@ -60,7 +60,8 @@ async def answer(
     )
     if found.vote is not None:
         votes_committed(app, run_id, found.vote.step)
-    app.wake()
+    if found.counted and action in ("ra", "rb"):
+        app.wake()  # a run short of its final candidates again has work; a vote makes none
     return Answered(found, await run_news(app, run_id, reachable, voter=voter, notices=False))
 
 
@@ -99,5 +100,4 @@ async def vote(app: App, run_id: int, winner_id: int, loser_id: int, voter: str)
     async with transaction(app) as session:
         result = await record_vote(session, run_id, winner_id, loser_id, voter)
     votes_committed(app, run_id, result.step)
-    app.wake()
     return result

@@ -42,13 +42,25 @@ async def test_a_vote_and_the_close_of_its_pair_are_one_commit(engine, session_f
     await app.refits.ratings_settled()
     assert done.answer.counted and done.answer.vote is not None
     assert len(commits) == 2  # the tap's transaction, then the background refit's
-    assert woken == [True]
+    assert woken == []  # a vote makes no job: the raffle reads the ratings when it draws
     async with session_factory() as s:
         closed = await s.get_one(PairPost, post_id)
         assert closed.answered_at is not None and closed.outcome == done.answer.outcome
         assert len((await s.scalars(select(Vote))).all()) == 1
         winner = await s.get_one(ImageCandidate, a)
         assert winner.votes == 1 and winner.elo > 1000  # refitted once it was committed
+
+
+@pytest.mark.parametrize(("action", "wakes"), [("ra", True), ("rb", True), ("s", False)])
+async def test_a_rejection_wakes_the_scheduler_a_skip_does_not(session_factory, tmp_path,
+                                                               action, wakes):
+    """Rejecting a final candidate can leave the run short of its target: work again."""
+    run, a, b, _ = await posted_pair(session_factory, tmp_path)
+    woken: list[bool] = []
+    done = await answer(App(session_factory, wake=lambda: woken.append(True)), run, action, a,
+                        b, "alice", lambda _: False, message_id=555)
+    assert done.answer.counted is (action != "s")
+    assert woken == ([True] if wakes else [])
 
 
 async def test_a_refused_vote_leaves_its_pair_open(session_factory, tmp_path):
