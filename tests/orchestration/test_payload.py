@@ -64,6 +64,32 @@ async def test_whole_placeholders_keep_type_embedded_interpolate(session, tmp_pa
     assert await stored_prompt(session, job.job_id) == payload
 
 
+async def test_text_is_typed_for_the_worker_or_the_job_is_not_sent(session, tmp_path):
+    from comfy.values import InputKind
+    from orchestration.errors import InvalidInput
+
+    await import_pipeline(session, typed_pipeline(tmp_path / "typed"))
+    good = await create_run(session, "typed", "Text", {"prompt": "a", "style": "x",
+                                                       "steps": "28"}, RunSettings(max_children=1))
+    bad = await create_run(session, "typed", "Bad", {"prompt": "a", "style": "x",
+                                                     "steps": "lots"}, RunSettings(max_children=1))
+    claimed = [await claim_next_job(session, random.Random(1)) for _ in range(2)]
+    jobs = {job.run_id: job.job_id for job in claimed if isinstance(job, ClaimedJob)}
+    kinds = {"KSampler": {"steps": InputKind("INT", 1, 10000)}}
+
+    def send(run_id: int):
+        return prepare_submission(session, jobs[run_id], prompt_id=f"p-{run_id}",
+                                  worker="http://w", kinds=kinds)
+
+    assert (await send(good.run_id))["3"]["inputs"]["steps"] == 28
+    with pytest.raises(InvalidInput) as refused:
+        await send(bad.run_id)
+    assert str(refused.value) == (f"Job #{jobs[bad.run_id]} (run #{bad.run_id}, step 1 “Base”): "
+                                  "steps=lots, but KSampler (#3) steps takes a whole number")
+    job = await session.get_one(Job, jobs[bad.run_id])
+    assert job.prompt_id is None and job.placeholder_values is None  # nothing stored
+
+
 async def test_a_job_stores_its_values_not_a_copy_of_the_workflow(session, tmp_path):
     folder = typed_pipeline(tmp_path / "typed")
     workflow = json.loads((folder / "base.json").read_text())
