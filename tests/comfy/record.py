@@ -301,6 +301,26 @@ async def history_delete(s: Session) -> dict[str, Any]:
             "unknown_key_status": bad_status, "unknown_key_response": bad_answer}
 
 
+def bad_choice(class_type: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "2": {"class_type": class_type, "inputs": inputs},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "c"}},
+    }
+
+
+async def dropdown_checks(s: Session) -> dict[str, Any]:
+    """A value no dropdown offers: a classic node refuses it at POST; a node written with
+    comfy_api takes the prompt and fails when it runs."""
+    sent = bad_choice("ImageScale", {"image": ["1", 0], "upscale_method": "sideways",
+                                     "width": 8, "height": 8, "crop": "disabled"})
+    classic = {**await refused(s, "classic", sent), "sent": sent}
+    schema = await run_to_end(s, "comfy_api", bad_choice("ImageBlend", {
+        "image1": ["1", 0], "image2": ["1", 0], "blend_factor": 0.5, "blend_mode": "sideways"}))
+    return {"name": "dropdown_checks", "classic": classic, "comfy_api": schema}
+
+
 SCENARIOS: dict[str, Callable[[Session], Any]] = {
     "01_success.json": lambda s: run_to_end(s, "success_empty_invert",
                                             invert("curator/run-3/step-1-base/c")),
@@ -325,6 +345,7 @@ SCENARIOS: dict[str, Callable[[Session], Any]] = {
                                                txt2img()),
     "09_input_conversion.json": input_conversion,
     "10_history_delete.json": history_delete,
+    "11_dropdown_checks.json": dropdown_checks,
 }
 
 

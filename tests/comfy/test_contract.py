@@ -299,6 +299,21 @@ async def test_10_history_entries_are_deleted_by_id() -> None:
     assert all(view["status"] == 200 for view in trace["view_after_delete"])  # files stay
 
 
+async def test_11_a_value_no_dropdown_offers_is_one_line_at_post_or_at_run() -> None:
+    trace = load_trace("11_dropdown_checks.json")
+    async with replaying(trace["classic"]) as (_, client):
+        with pytest.raises(ComfyRejected) as caught:
+            await client.submit({"1": {"class_type": "SaveImage", "inputs": {}}})
+    assert str(caught.value) == ("node 2 ImageScale: upscale_method 'sideways' is not one of "
+                                 "the values this ComfyUI accepts")
+    schema = trace["comfy_api"]
+    pid = schema["post_response"]["prompt_id"]
+    async with replaying(schema) as (_, client):
+        result = await run_prompt(client, recorded_workflow(schema, pid))
+    assert (result.status, result.error) == (
+        "error", "node 2 (ImageBlend): ValueError: Unsupported blend mode: sideways")
+
+
 async def test_06_runtime_error_is_one_readable_line() -> None:
     trace = load_trace("06_runtime_error.json")
     pid = trace["post_response"]["prompt_id"]
@@ -357,7 +372,8 @@ def test_every_recording_has_a_contract_test() -> None:
     covered = {"01_success.json", "02_upload_img2img.json", "03_node_errors.json",
                "04_unknown_node.json", "05_no_outputs.json", "06_runtime_error.json",
                "07_interrupt_queue_misc.json", "08_missing_model.json",
-               "09_input_conversion.json", "10_history_delete.json"}
+               "09_input_conversion.json", "10_history_delete.json",
+               "11_dropdown_checks.json"}
     assert {path.name for path in trace_files()} == covered
 
 

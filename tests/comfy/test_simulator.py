@@ -264,6 +264,26 @@ async def test_text_for_numbers_and_switches_is_converted_like_recording_09(
             assert_same_shape(case["outputs"], history[pid]["outputs"])
 
 
+async def test_a_value_no_dropdown_offers_is_refused_where_recording_11_was(
+    sim: SimulatedComfy,
+) -> None:
+    """Classic nodes check dropdowns at POST; nodes written with comfy_api fail when they run."""
+    trace = load_trace("11_dropdown_checks.json")
+    classic, schema = trace["classic"], trace["comfy_api"]
+    recorded_pid = schema["post_response"]["prompt_id"]
+    async with session(sim) as (http, frames, cid):
+        status, body = await post_prompt(http, sim, classic["sent"], cid)
+        assert (status, body) == (classic["post_status"], classic["post_response"])
+        status, body = await post_prompt(http, sim, schema["history"][recorded_pid]["prompt"][2],
+                                         cid)
+        assert status == schema["post_status"] == 200
+        end = await frames.until(lambda f: f["type"] in ENDINGS)
+    recorded_end = schema["ws_messages"][-1]
+    assert end["type"] == recorded_end["type"] == "execution_error"
+    for key in ("node_id", "node_type", "exception_type", "exception_message"):
+        assert end["data"][key] == recorded_end["data"][key], key
+
+
 async def test_queue_delete_interrupt_and_misc_like_recording_07(tmp_path: Path) -> None:
     trace = load_trace("07_interrupt_queue_misc.json")
     first_pid = trace["first"]["prompt_id"]
