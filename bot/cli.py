@@ -29,7 +29,7 @@ from db.engine import create_engine, create_session_factory, is_sqlite
 from db.migrate import MigrationError, upgrade_database
 from orchestration.busy import BUSY, is_busy
 from orchestration.errors import DomainError, InvalidInput
-from orchestration.pipelines import PipelineSpec, load_pipeline_spec
+from orchestration.pipelines import ACCEPTED_FORMS, PipelineSpec, load_pipeline_spec
 from orchestration.runs import run_id_of_folder
 from orchestration.states import RunStatus
 from orchestration.text import byte_size, plural
@@ -315,8 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     pipe = sub.add_parser("pipeline", help="import and list pipelines").add_subparsers(
         dest="pipeline_command", required=True
     )
-    imp = pipe.add_parser("import", help="validate and store a pipeline folder or YAML file")
-    imp.add_argument("path", help="a folder with pipeline.yaml, or a pipeline .yaml file")
+    imp = pipe.add_parser(
+        "import", help="validate and store a pipeline",
+        description=f"Validates every workflow, then stores the pipeline. PATH is "
+        f"{ACCEPTED_FORMS}.")
+    imp.add_argument("path", help="the pipeline: a folder, a .yaml file or a workflow .json")
     imp.add_argument(
         "--check",
         metavar="URL",

@@ -119,6 +119,14 @@ def _step_entries(data: dict[str, Any], yaml_path: Path) -> list[tuple[str, Path
     return entries
 
 
+# What import takes, for the command's help and its refusal of anything else.
+ACCEPTED_FORMS = (
+    "a folder with pipeline.yaml (the steps in order), a .yaml file naming the steps, "
+    "a folder of workflow .json files (one step each, in file-name order), or one workflow "
+    ".json (a one-step pipeline); workflows in ComfyUI's API format (Workflow → Export (API))"
+)
+
+
 def load_pipeline_spec(path: Path) -> PipelineSpec:
     """Read and validate every workflow of a pipeline; nothing is stored."""
     if not path.exists():
@@ -146,10 +154,7 @@ def load_pipeline_spec(path: Path) -> PipelineSpec:
         entries = [(_step_name_from_file(path), path)]  # one workflow: a one-step pipeline
         default_name = path.stem
     else:
-        raise PipelineFileError(
-            f"{path}: expected a pipeline folder, a .yaml file naming the steps, "
-            "or one workflow .json"
-        )
+        raise PipelineFileError(f"{path}: expected {ACCEPTED_FORMS}")
 
     root = (path if path.is_dir() else path.parent).resolve()
 

@@ -357,6 +357,16 @@ def test_run_help_names_the_required_settings(capsys):
     assert all(name in out for name in ("DISCORD_TOKEN", "DISCORD_GUILD_ID", "CURATOR_ROLE_ID"))
 
 
+def test_pipeline_import_help_names_every_form_it_takes(capsys):
+    with pytest.raises(SystemExit):
+        main(["pipeline", "import", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for form in ("a folder with pipeline.yaml", "a .yaml file naming the steps",
+                 "a folder of workflow .json files", "one workflow .json",
+                 "API format", "--check"):
+        assert form in out, form
+
+
 def test_export_into_a_missing_folder_is_one_line(env, capsys):
     assert main(["export-votes", "1", "-o", str(env / "nowhere" / "votes.jsonl")]) == 2
     err = capsys.readouterr().err

@@ -91,7 +91,8 @@ async def test_missing_step_file_and_path(session, tmp_path):
     with pytest.raises(PipelineFileError, match="does not exist"):
         await import_pipeline(session, tmp_path / "nowhere")
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.raises(PipelineFileError, match="expected a pipeline folder, a .yaml file"):
+    with pytest.raises(PipelineFileError,
+                       match="expected a folder with pipeline.yaml .*, a .yaml file naming"):
         await import_pipeline(session, tmp_path / "notes.txt")
     (tmp_path / "ui.json").write_text(json.dumps(ui_export()))
     with pytest.raises(PipelineFileError, match="UI format"):
