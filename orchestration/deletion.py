@@ -48,7 +48,7 @@ class WorkerFiles:
 @dataclass(frozen=True)
 class RunContents:
     """A run and what deleting it removes from the database; its files are under `folder`
-    (relative to DATA_DIR), the images at `image_paths`."""
+    (relative to DATA_DIR)."""
 
     run_id: int
     name: str
@@ -63,7 +63,6 @@ class RunContents:
     votes: int
     pair_posts: int
     workers: tuple[WorkerFiles, ...]
-    image_paths: tuple[str, ...]
 
     @property
     def rows(self) -> str:
@@ -104,11 +103,6 @@ async def run_contents(session: AsyncSession, run_id: int) -> RunContents:
     """What deleting the run would remove, read without changing anything."""
     run = await get_run(session, run_id)
     pipeline = await session.scalar(select(Pipeline.name).where(Pipeline.id == run.pipeline_id))
-    paths = await session.scalars(
-        select(ImageCandidate.image_path).where(ImageCandidate.run_id == run_id)
-        .order_by(ImageCandidate.id)
-    )
-    image_paths = tuple(paths)
     return RunContents(
         run_id=run.id,
         name=run.name,
@@ -118,12 +112,11 @@ async def run_contents(session: AsyncSession, run_id: int) -> RunContents:
         folder=run.folder,
         channel_id=run.channel_id,
         steps=await _count(session, PipelineRunStep, PipelineRunStep.run_id == run_id),
-        images=len(image_paths),
+        images=await _count(session, ImageCandidate, ImageCandidate.run_id == run_id),
         jobs=await _count(session, Job, Job.run_id == run_id),
         votes=await _count(session, Vote, Vote.run_id == run_id),
         pair_posts=await _count(session, PairPost, PairPost.run_id == run_id),
         workers=await _workers(session, run_id),
-        image_paths=image_paths,
     )
 
 
