@@ -7,8 +7,8 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -127,18 +127,12 @@ def remove_folder(data_dir: Path, name: str) -> list[str]:
         return problems
     if not target.exists():
         return problems
-    for root, dirs, names in os.walk(target, topdown=False):
-        for entry in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            _remove(Path(root, entry), Path.unlink, problems)
-        _remove(Path(root), Path.rmdir, problems)
+
+    def unremovable(_how: object, path: str, caught: tuple[type, BaseException, object]) -> None:
+        err = caught[1]
+        if not isinstance(err, FileNotFoundError):  # gone meanwhile is as good as removed
+            problems.append(f"{path}: {getattr(err, 'strerror', None) or err}")
+
+    shutil.rmtree(target, onerror=unremovable)  # links inside are removed, never followed
     sync_folder(data_dir)
     return problems
-
-
-def _remove(path: Path, how: Callable[[Path], None], problems: list[str]) -> None:
-    try:
-        how(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        problems.append(f"{path}: {err.strerror or err}")
