@@ -12,6 +12,7 @@ import asyncio
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.context import App, RunRef
 from app.transaction import look, retry_while_busy, transaction
@@ -32,7 +33,7 @@ from scheduler.storage import (
 )
 
 # ComfyUI is asked briefly: a worker that does not answer only keeps its history entries.
-_COMFY_OPTIONS = {"retry_attempts": 2, "retry_wait": 0.25, "request_timeout": 10.0,
+_COMFY_OPTIONS: dict[str, Any] = {"retry_attempts": 2, "retry_wait": 0.25, "request_timeout": 10.0,
                   "connect_timeout": 3.0}
 
 
@@ -100,7 +101,7 @@ async def plan_run_deletion(app: App, ref: RunRef, data_dir: Path) -> RunDeletio
 
 async def _forget(worker: WorkerFiles) -> WorkerForgot:
     try:
-        async with ComfyClient(worker.url, **_COMFY_OPTIONS) as client:  # type: ignore[arg-type]
+        async with ComfyClient(worker.url, **_COMFY_OPTIONS) as client:
             await client.delete_history(worker.prompt_ids)
     except (ComfyError, ValueError) as err:
         return WorkerForgot(worker.url, len(worker.prompt_ids), str(err))

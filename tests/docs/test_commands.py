@@ -12,6 +12,7 @@ import re
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,8 @@ def words(text: str, cwd: Path) -> list[str]:
     return done.stdout.split("\0")[:-1]
 
 
-@pytest.fixture
-def comfy_url(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def simulated_comfy(tmp_path: Path) -> Iterator[str]:
     """A simulated ComfyUI served from a thread of its own, as the commands run in this one."""
     started, stop = threading.Event(), threading.Event()
     url: list[str] = []
@@ -74,7 +75,7 @@ def comfy_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize("doc", [d for d, quoted in QUOTED.items() if quoted])
 def test_the_commands_a_doc_quotes_run_as_written(doc: str, tmp_path: Path, monkeypatch,
-                                                  capsys, comfy_url: str) -> None:
+                                                  capsys) -> None:
     """In the test's own process (a fresh interpreter per command would cost seconds each):
     `main` is what `.venv/bin/comfy-curator` runs."""
     (tmp_path / "pipelines").symlink_to(ROOT / "pipelines")
@@ -82,14 +83,20 @@ def test_the_commands_a_doc_quotes_run_as_written(doc: str, tmp_path: Path, monk
     for name in [k for k in os.environ if k in {"DATABASE_URL", "DATA_DIR"}
                  or k.startswith("DISCORD_")]:
         monkeypatch.delenv(name)
-    for command in [".venv/bin/comfy-curator db upgrade", *QUOTED[doc]]:
-        for part in (p.strip() for p in command.split("&&")):
-            program, _, rest = part.partition(" ")
-            args = [comfy_url if URL.match(a) else a for a in words(rest, tmp_path)]
-            if program == "mkdir":
-                for folder in (a for a in args if not a.startswith("-")):
-                    (tmp_path / folder).mkdir(parents=True, exist_ok=True)
-                continue
-            assert program == ".venv/bin/comfy-curator"
-            code = main(args)
-            assert code == 0, f"{doc}: `{command}` failed:\n{capsys.readouterr().err}"
+    names_a_comfy = any(URL.match(a) for c in QUOTED[doc] for a in c.split())
+    with simulated_comfy(tmp_path) if names_a_comfy else nullcontext("") as comfy_url:
+        for command in [".venv/bin/comfy-curator db upgrade", *QUOTED[doc]]:
+            run_command(doc, command, comfy_url, tmp_path, capsys)
+
+
+def run_command(doc: str, command: str, comfy_url: str, tmp_path: Path, capsys) -> None:
+    for part in (p.strip() for p in command.split("&&")):
+        program, _, rest = part.partition(" ")
+        args = [comfy_url if URL.match(a) else a for a in words(rest, tmp_path)]
+        if program == "mkdir":
+            for folder in (a for a in args if not a.startswith("-")):
+                (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+            continue
+        assert program == ".venv/bin/comfy-curator"
+        code = main(args)
+        assert code == 0, f"{doc}: `{command}` failed:\n{capsys.readouterr().err}"
