@@ -290,3 +290,13 @@ async def test_a_declared_variable_may_have_a_default_a_run_can_override(session
     yaml_file.write_text(yaml_file.read_text().replace("hard light", "[1, 2]"))
     with pytest.raises(PipelineFileError, match="default of 'style' must be"):
         load_pipeline_spec(folder)
+
+
+def test_a_variable_listed_without_a_default_stays_one_a_run_must_give(tmp_path):
+    folder = write_pipeline(tmp_path / "p", steps=1, name="styled")
+    (folder / "step1.json").write_text(json.dumps(base_workflow("{{prompt}}, {{style}}")))
+    yaml_file = folder / "pipeline.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace(
+        "steps:", "variables:\n  style:\n  light: soft\nsteps:"))
+    spec = load_pipeline_spec(folder)
+    assert spec.warnings == [] and spec.defaults == {"light": "soft"}
